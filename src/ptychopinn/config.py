@@ -1,0 +1,804 @@
+"""Typed configuration for PtychoPINN: dataclasses, validation, YAML I/O and legacy keys.
+
+The configs are plain, picklable dataclasses. Every value passes through one generic
+coercion step (:func:`coerce_value`, driven by the dataclass type hints) in
+``__post_init__``, so a config built from Python, a YAML file or command-line strings is
+checked the same way, and bad input raises :class:`~ptychopinn.errors.ConfigError` naming
+the field, what was expected and what was found.
+
+This module must stay importable without torch: the compatibility packages and the CLIs
+parse configs before deciding whether a backend is needed at all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import logging
+import math
+import numbers
+import os
+import tempfile
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar, Union
+
+import yaml
+
+from ptychopinn.errors import ConfigError
+
+__all__ = [
+    "ModelConfig",
+    "TrainingConfig",
+    "InferenceConfig",
+    "ExecutionConfig",
+    "CONFIG_CLASSES",
+    "SECTIONS",
+    "LEGACY_KEYS",
+    "IGNORED_LEGACY_KEYS",
+    "parse_bool",
+    "coerce_value",
+    "to_dict",
+    "from_dict",
+    "load_yaml",
+    "save_yaml",
+    "load_config_file",
+    "load_training_config",
+    "load_inference_config",
+    "load_execution_config",
+    "update_legacy_dict",
+]
+
+logger = logging.getLogger(__name__)
+
+C = TypeVar("C")
+
+_TRUE_WORDS = frozenset({"true", "yes", "1", "on", "t", "y"})
+_FALSE_WORDS = frozenset({"false", "no", "0", "off", "f", "n"})
+_NONE_WORDS = frozenset({"none", "null", "~", ""})
+
+#: Legacy (TensorFlow-era ``params.cfg`` / old YAML) names mapped to current field names.
+LEGACY_KEYS: dict[str, str] = {
+    "n_images": "n_groups",
+    "nimgs_train": "n_groups",
+    "nimgs_test": "n_groups",
+    "object.big": "object_big",
+    "probe.big": "probe_big",
+    "probe.mask": "probe_mask",
+    "probe.trainable": "probe_trainable",
+    "intensity_scale.trainable": "intensity_scale_trainable",
+    "positions.provided": "positions_provided",
+    "epochs": "nepochs",
+    "train_data_file_path": "train_data_file",
+    "test_data_file_path": "test_data_file",
+    "output_prefix": "output_dir",
+    "default_probe_scale": "probe_scale",
+}
+
+#: Legacy keys that only make sense for one kind of run (routing of flat YAML files).
+_LEGACY_SECTION_ONLY: dict[str, str] = {"nimgs_train": "training", "nimgs_test": "inference"}
+
+#: Keys of the legacy simulator/TensorFlow code that have no effect here; accepted with a
+#: warning so that old YAML files still load.
+IGNORED_LEGACY_KEYS: frozenset[str] = frozenset(
+    {
+        "offset",
+        "outer_offset_train",
+        "outer_offset_test",
+        "max_position_jitter",
+        "sim_jitter_scale",
+        "tv_weight",
+        "data_source",
+        "set_phi",
+        "big_gridsize",
+        "bigN",
+        "label",
+        "size",
+        "h5_path",
+        "use_xla_translate",
+    }
+)
+
+SECTIONS: tuple[str, ...] = ("model", "training", "inference", "execution")
+
+
+# --------------------------------------------------------------------------------------
+# Validation helpers
+# --------------------------------------------------------------------------------------
+
+
+def _fail(obj: Any, name: str, expected: str, found: Any) -> ConfigError:
+    return ConfigError(f"{type(obj).__name__}.{name}: expected {expected}, found {found!r}")
+
+
+def _check_choice(obj: Any, name: str, choices: Iterable[Any]) -> None:
+    choices = tuple(choices)
+    value = getattr(obj, name)
+    if value not in choices:
+        listed = ", ".join(repr(c) if isinstance(c, str) else str(c) for c in choices)
+        raise _fail(obj, name, f"one of {listed}", value)
+
+
+def _check_range(
+    obj: Any,
+    name: str,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+) -> None:
+    """Check a numeric bound; ``None`` values (Optional fields) always pass."""
+    value = getattr(obj, name)
+    if value is None:
+        return
+    if ge is not None and not value >= ge:
+        raise _fail(obj, name, f"a value >= {ge}", value)
+    if gt is not None and not value > gt:
+        raise _fail(obj, name, f"a value > {gt}", value)
+    if le is not None and not value <= le:
+        raise _fail(obj, name, f"a value <= {le}", value)
+
+
+def _coerce_all_fields(obj: Any) -> None:
+    """Run :func:`coerce_value` over every field, in place (called from __post_init__)."""
+    cls = type(obj)
+    for f in dataclasses.fields(obj):
+        setattr(obj, f.name, coerce_value(cls, f.name, getattr(obj, f.name)))
+
+
+# --------------------------------------------------------------------------------------
+# Config classes
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelConfig:
+    """Network architecture and physics-model options (shared by training and inference)."""
+
+    N: int = 64
+    gridsize: int = 1
+    n_filters_scale: int = 2
+    model_type: str = "pinn"
+    amp_activation: str = "sigmoid"
+    object_big: bool = True
+    probe_big: bool = True
+    probe_mask: bool = False
+    pad_object: bool = True
+    probe_scale: float = 4.0
+    gaussian_smoothing_sigma: float = 0.0
+
+    ALLOWED_N: ClassVar[tuple[int, ...]] = (32, 64, 128, 256)
+    MODEL_TYPES: ClassVar[tuple[str, ...]] = ("pinn", "supervised")
+    AMP_ACTIVATIONS: ClassVar[tuple[str, ...]] = ("sigmoid", "swish", "silu", "softplus", "relu")
+
+    def __post_init__(self) -> None:
+        _coerce_all_fields(self)
+        _check_choice(self, "N", self.ALLOWED_N)
+        _check_range(self, "gridsize", ge=1, le=4)
+        _check_range(self, "n_filters_scale", ge=1)
+        _check_choice(self, "model_type", self.MODEL_TYPES)
+        _check_choice(self, "amp_activation", self.AMP_ACTIVATIONS)
+        _check_range(self, "probe_scale", gt=0)
+        _check_range(self, "gaussian_smoothing_sigma", ge=0)
+
+
+def _check_sampling(obj: Any) -> None:
+    """Checks shared by training and inference sampling options."""
+    _check_range(obj, "n_groups", ge=1)
+    _check_range(obj, "n_subsample", ge=1)
+    _check_range(obj, "subsample_seed", ge=0)
+    _check_choice(obj, "backend", BACKENDS)
+    if not obj.output_dir:
+        raise _fail(obj, "output_dir", "a non-empty directory path", obj.output_dir)
+
+
+BACKENDS: tuple[str, ...] = ("pytorch", "tensorflow")
+
+
+@dataclass
+class TrainingConfig:
+    """What to train on and with which loss; ``n_groups=None`` means use all groups."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train_data_file: str | None = None
+    test_data_file: str | None = None
+    batch_size: int = 16
+    nepochs: int = 50
+    mae_weight: float = 0.0
+    nll_weight: float = 1.0
+    realspace_mae_weight: float = 0.0
+    realspace_weight: float = 0.0
+    nphotons: float = 1e9
+    n_groups: int | None = 512
+    n_subsample: int | None = None
+    subsample_seed: int | None = None
+    neighbor_count: int = 4
+    positions_provided: bool = True
+    probe_trainable: bool = False
+    intensity_scale_trainable: bool = True
+    sequential_sampling: bool = False
+    output_dir: str = "training_outputs"
+    backend: str = "pytorch"
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        _coerce_all_fields(self)
+        _check_range(self, "batch_size", ge=1)
+        _check_range(self, "nepochs", ge=1)
+        for name in ("mae_weight", "nll_weight", "realspace_mae_weight", "realspace_weight"):
+            _check_range(self, name, ge=0)
+        if self.model.model_type == "pinn" and self.nll_weight <= 0 and self.mae_weight <= 0:
+            raise ConfigError(
+                "TrainingConfig.nll_weight/mae_weight: expected at least one > 0 for "
+                f"model_type 'pinn' (the physics loss), found nll_weight={self.nll_weight!r}, "
+                f"mae_weight={self.mae_weight!r}"
+            )
+        _check_range(self, "nphotons", gt=0)
+        _check_sampling(self)
+        _check_range(self, "neighbor_count", ge=1)
+        group = self.model.gridsize**2
+        if self.model.gridsize > 1 and self.neighbor_count < group:
+            raise _fail(
+                self,
+                "neighbor_count",
+                f"a value >= gridsize**2 = {group} (gridsize={self.model.gridsize})",
+                self.neighbor_count,
+            )
+        _check_range(self, "seed", ge=0)
+
+
+@dataclass
+class InferenceConfig:
+    """Which trained model to apply to which data; ``n_groups=None`` means all positions."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    model_path: str | None = None
+    test_data_file: str | None = None
+    n_groups: int | None = None
+    n_subsample: int | None = None
+    subsample_seed: int | None = None
+    output_dir: str = "inference_outputs"
+    backend: str = "pytorch"
+    debug: bool = False
+
+    def __post_init__(self) -> None:
+        _coerce_all_fields(self)
+        _check_sampling(self)
+
+
+@dataclass
+class ExecutionConfig:
+    """How torch/Lightning runs (hardware, precision, logging), not what it computes."""
+
+    accelerator: str = "auto"
+    devices: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    deterministic: bool = False
+    num_workers: int = 0
+    accumulate_grad_batches: int = 1
+    learning_rate: float = 1e-3
+    scheduler: str = "none"
+    gradient_clip_val: float | None = None
+    logger: str = "csv"
+    enable_checkpointing: bool = True
+    checkpoint_save_top_k: int = 1
+    early_stopping_patience: int | None = None
+    inference_batch_size: int = 64
+    enable_progress_bar: bool = True
+
+    ACCELERATORS: ClassVar[tuple[str, ...]] = ("auto", "cpu", "cuda", "gpu", "mps")
+    STRATEGIES: ClassVar[tuple[str, ...]] = (
+        "auto",
+        "ddp",
+        "ddp_spawn",
+        "ddp_notebook",
+        "single_device",
+    )
+    PRECISIONS: ClassVar[tuple[str, ...]] = ("32-true", "16-mixed", "bf16-mixed", "64-true")
+    SCHEDULERS: ClassVar[tuple[str, ...]] = ("none", "cosine", "step", "plateau", "exponential")
+    LOGGERS: ClassVar[tuple[str, ...]] = ("csv", "tensorboard", "mlflow", "none")
+    #: Lightning's short precision spellings, accepted on input.
+    _VALUE_ALIASES: ClassVar[dict[str, dict[str, str]]] = {
+        "precision": {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed", "64": "64-true"}
+    }
+
+    def __post_init__(self) -> None:
+        _coerce_all_fields(self)
+        _check_choice(self, "accelerator", self.ACCELERATORS)
+        _check_range(self, "devices", ge=1)
+        _check_choice(self, "strategy", self.STRATEGIES)
+        _check_choice(self, "precision", self.PRECISIONS)
+        _check_range(self, "num_workers", ge=0)
+        _check_range(self, "accumulate_grad_batches", ge=1)
+        _check_range(self, "learning_rate", gt=0)
+        _check_choice(self, "scheduler", self.SCHEDULERS)
+        _check_range(self, "gradient_clip_val", ge=0)
+        _check_choice(self, "logger", self.LOGGERS)
+        _check_range(self, "checkpoint_save_top_k", ge=-1)
+        _check_range(self, "early_stopping_patience", ge=0)
+        _check_range(self, "inference_batch_size", ge=1)
+
+
+CONFIG_CLASSES: tuple[type, ...] = (ModelConfig, TrainingConfig, InferenceConfig, ExecutionConfig)
+_SECTION_CLASS: dict[str, type] = dict(zip(SECTIONS, CONFIG_CLASSES, strict=True))
+
+
+# --------------------------------------------------------------------------------------
+# Type coercion (the one generic place)
+# --------------------------------------------------------------------------------------
+
+
+def parse_bool(text: Any, *, what: str = "value") -> bool:
+    """Parse a boolean from CLI/YAML text (true/false, yes/no, 1/0, on/off).
+
+    ``what`` names the setting in the error message.
+    """
+    if isinstance(text, bool):
+        return text
+    if isinstance(text, numbers.Integral) and int(text) in (0, 1):
+        return bool(int(text))
+    if isinstance(text, str):
+        word = text.strip().lower()
+        if word in _TRUE_WORDS:
+            return True
+        if word in _FALSE_WORDS:
+            return False
+    raise ConfigError(
+        f"{what}: expected a boolean (true/false, yes/no, 1/0, on/off), found {text!r}"
+    )
+
+
+@functools.cache
+def _field_types(cls: type) -> dict[str, tuple[type, bool]]:
+    """Map each field of a config class to (base type, optional?) from its type hints."""
+    hints = typing.get_type_hints(cls)
+    out: dict[str, tuple[type, bool]] = {}
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        optional = False
+        if typing.get_origin(hint) in (Union, types.UnionType):
+            args = [a for a in typing.get_args(hint) if a is not type(None)]
+            optional = len(args) < len(typing.get_args(hint))
+            if len(args) != 1:
+                raise TypeError(f"{cls.__name__}.{f.name}: unsupported type hint {hint!r}")
+            hint = args[0]
+        out[f.name] = (hint, optional)
+    return out
+
+
+def _suggest(word: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _describe(base: type, optional: bool) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a finite number", str: "a string"}
+    text = names.get(base, f"a {base.__name__} or mapping")
+    return f"{text} or null" if optional else text
+
+
+def _coerce_scalar(base: type, value: Any) -> Any:
+    """Convert ``value`` to ``base`` where that is lossless; raise ValueError otherwise."""
+    if base is bool:
+        return parse_bool(value)
+    if base is int:
+        if isinstance(value, bool):
+            raise ValueError
+        if isinstance(value, numbers.Integral):
+            return int(value)
+        if isinstance(value, float):
+            if math.isfinite(value) and value.is_integer():
+                return int(value)
+            raise ValueError
+        if isinstance(value, str):
+            text = value.strip()
+            try:
+                return int(text)
+            except ValueError:
+                return _coerce_scalar(int, float(text))
+        raise ValueError
+    if base is float:
+        if isinstance(value, bool):
+            raise ValueError
+        if isinstance(value, numbers.Real):
+            result = float(value)
+        elif isinstance(value, str):
+            result = float(value.strip())
+        else:
+            raise ValueError
+        if not math.isfinite(result):
+            raise ValueError
+        return result
+    if base is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        raise ValueError
+    raise ValueError
+
+
+def coerce_value(cls: type, field_name: str, value: Any) -> Any:
+    """Convert ``value`` to the declared type of ``cls.field_name`` or raise ConfigError.
+
+    Only safe conversions are made: integral floats to int, ints to float, boolean words
+    to bool, "none"/"null" to None for Optional fields, paths to str and mappings to a
+    nested config. CLIs pass raw strings here.
+    """
+    types_ = _field_types(cls)
+    if field_name not in types_:
+        raise ConfigError(
+            f"{cls.__name__}: unknown field {field_name!r}{_suggest(field_name, types_)}"
+        )
+    base, optional = types_[field_name]
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        value = value.item()  # numpy scalars -> Python scalars, so configs stay YAML-safe
+    aliases = getattr(cls, "_VALUE_ALIASES", {}).get(field_name)
+    if aliases and isinstance(value, str | int) and not isinstance(value, bool):
+        value = aliases.get(str(value).strip(), value)
+    if value is None or (
+        optional and isinstance(value, str) and value.strip().lower() in _NONE_WORDS
+    ):
+        if optional:
+            return None
+        raise ConfigError(
+            f"{cls.__name__}.{field_name}: expected {_describe(base, False)}, found None"
+        )
+    if dataclasses.is_dataclass(base):
+        if isinstance(value, base):
+            return value
+        if isinstance(value, Mapping):
+            return _build(base, value, source=None)
+    else:
+        try:
+            return _coerce_scalar(base, value)
+        except (ValueError, ConfigError):
+            pass
+    raise ConfigError(
+        f"{cls.__name__}.{field_name}: expected {_describe(base, optional)}, "
+        f"found {value!r} ({type(value).__name__})"
+    )
+
+
+# --------------------------------------------------------------------------------------
+# dict conversion
+# --------------------------------------------------------------------------------------
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Return a nested dict of plain YAML-safe values (``model`` stays a nested mapping)."""
+    if not (dataclasses.is_dataclass(cfg) and not isinstance(cfg, type)):
+        raise TypeError(f"to_dict expects a config dataclass instance, got {type(cfg).__name__}")
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        out[f.name] = to_dict(value) if dataclasses.is_dataclass(value) else value
+    return out
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def _has_model(cls: type) -> bool:
+    return "model" in _field_names(cls)
+
+
+def _canonical_items(data: Mapping[Any, Any], source: str) -> dict[str, Any]:
+    """Check key types, rename legacy keys (with a warning) and drop ignored legacy keys."""
+    out: dict[str, Any] = {}
+    renamed_from: dict[str, str] = {}
+    for key, value in data.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"{source}: expected string keys, found key {key!r}")
+        if key in IGNORED_LEGACY_KEYS:
+            logger.warning("%s: legacy key %r has no effect here and is ignored", source, key)
+            continue
+        name = key
+        if key in LEGACY_KEYS:
+            name = LEGACY_KEYS[key]
+            logger.warning("%s: legacy key %r is deprecated; use %r", source, key, name)
+        if name in out and out[name] != value:
+            first = renamed_from.get(name, name)
+            raise ConfigError(
+                f"{source}: {first!r} and {key!r} both set {name!r}, to {out[name]!r} "
+                f"and {value!r}; give it once"
+            )
+        out[name] = value
+        renamed_from[name] = key
+    return out
+
+
+def _unknown_error(cls: type, unknown: list[str], source: str) -> ConfigError:
+    known = set(_field_names(cls))
+    if _has_model(cls):
+        known |= set(_field_names(ModelConfig))
+    parts = [f"{k!r}{_suggest(k, known)}" for k in unknown]
+    return ConfigError(
+        f"{source}: unknown key(s) for {cls.__name__}: {', '.join(parts)}; "
+        f"known keys: {', '.join(sorted(known))}"
+    )
+
+
+def _split(cls: type, data: Mapping[Any, Any], source: str) -> tuple[dict, dict]:
+    """Split input for ``cls`` into (own fields, model fields), rejecting unknown keys.
+
+    Model fields may come as a nested ``model:`` mapping (or ModelConfig) or flat.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            f"{source}: expected a mapping for {cls.__name__}, found {type(data).__name__}"
+        )
+    own = _canonical_items(data, source)
+    model: dict[str, Any] = {}
+    if _has_model(cls):
+        nested = own.pop("model", None)
+        if isinstance(nested, ModelConfig):
+            model = to_dict(nested)
+        elif isinstance(nested, Mapping):
+            model = _canonical_items(nested, f"{source} [model]")
+        elif nested is not None:
+            raise ConfigError(
+                f"{source}: {cls.__name__}.model: expected a mapping of model settings, "
+                f"found {nested!r}"
+            )
+        model_names = set(_field_names(ModelConfig))
+        for key in [k for k in own if k in model_names]:
+            value = own.pop(key)
+            if key in model and model[key] != value:
+                raise ConfigError(
+                    f"{source}: {key!r} is given both flat ({value!r}) and under model: "
+                    f"({model[key]!r}); give it once"
+                )
+            model[key] = value
+    unknown = [k for k in own if k not in _field_names(cls)]
+    if unknown:
+        raise _unknown_error(cls, unknown, source)
+    return own, model
+
+
+def _build(cls: type[C], data: Mapping[Any, Any], source: str | None) -> C:
+    """from_dict without the source prefix on errors (used for nested configs)."""
+    own, model = _split(cls, data, source or "<dict>")
+    if _has_model(cls):
+        own["model"] = ModelConfig(**model)
+    return cls(**own)
+
+
+def from_dict(cls: type[C], data: Mapping[str, Any], *, source: str = "<dict>") -> C:
+    """Build a config from a (possibly flat, possibly legacy-keyed) mapping.
+
+    Model keys may be nested under ``model:`` or mixed in flat. Errors name ``source``.
+    """
+    if cls not in CONFIG_CLASSES:
+        raise TypeError(f"from_dict expects one of the config classes, got {cls!r}")
+    try:
+        return _build(cls, data, source)
+    except ConfigError as exc:
+        msg = str(exc)
+        raise ConfigError(msg if msg.startswith(source) else f"{source}: {msg}") from None
+
+
+# --------------------------------------------------------------------------------------
+# YAML I/O
+# --------------------------------------------------------------------------------------
+
+
+def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a YAML file whose top level is a mapping (an empty file gives ``{}``)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: expected a YAML file, found a directory") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: expected a mapping (key: value lines) at the top level, "
+            f"found {type(data).__name__}"
+        )
+    return data
+
+
+def _plain(obj: Any) -> Any:
+    """Turn configs (possibly inside dicts/lists) into plain YAML-safe data."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return to_dict(obj)
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    return obj
+
+
+def save_yaml(cfg_or_dict: Any, path: str | os.PathLike[str]) -> Path:
+    """Write a config (or a dict of configs/values) as YAML, atomically.
+
+    The text goes to a temporary file in the target directory first and is then renamed
+    over the target, so readers never see a half-written file.
+    """
+    path = Path(path)
+    text = yaml.safe_dump(_plain(cfg_or_dict), sort_keys=False, default_flow_style=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _owners(key: str) -> list[str]:
+    """Sections whose config class has a field called ``key``."""
+    return [s for s, cls in _SECTION_CLASS.items() if key in _field_names(cls)]
+
+
+def _all_known_keys() -> set[str]:
+    known = set(SECTIONS) | set(LEGACY_KEYS)
+    for cls in CONFIG_CLASSES:
+        known |= set(_field_names(cls))
+    return known
+
+
+def load_config_file(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """Split a YAML config into ``model``/``training``/``inference``/``execution`` sections.
+
+    Top-level flat keys go to every config class that has such a field (e.g. ``n_groups``
+    to both training and inference); keys inside a section win over flat ones. Model keys
+    given inside ``training:``/``inference:`` stay there under ``model`` so that they apply
+    to that run only. Unknown keys are errors.
+    """
+    source = str(path)
+    raw = load_yaml(path)
+    out: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    sections: dict[str, Mapping[str, Any]] = {}
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in SECTIONS and (isinstance(value, Mapping) or value is None):
+            sections[key] = value or {}
+        elif key in SECTIONS:
+            raise ConfigError(
+                f"{source}: section {key!r}: expected a mapping, found {type(value).__name__}"
+            )
+        else:
+            flat[key] = value
+
+    unknown: list[str] = []
+    for key, value in flat.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"{source}: expected string keys, found key {key!r}")
+        if key in IGNORED_LEGACY_KEYS:
+            logger.warning("%s: legacy key %r has no effect here and is ignored", source, key)
+            continue
+        name = LEGACY_KEYS.get(key, key)
+        if name != key:
+            logger.warning("%s: legacy key %r is deprecated; use %r", source, key, name)
+        owners = _owners(name)
+        if key in _LEGACY_SECTION_ONLY:
+            owners = [_LEGACY_SECTION_ONLY[key]]
+        if not owners:
+            unknown.append(key)
+        for section in owners:
+            if name in out[section] and out[section][name] != value:
+                raise ConfigError(
+                    f"{source}: {name!r} is given twice with different values "
+                    f"({out[section][name]!r} and {value!r})"
+                )
+            out[section][name] = value
+    if unknown:
+        parts = [f"{k!r}{_suggest(k, _all_known_keys())}" for k in unknown]
+        raise ConfigError(f"{source}: unknown key(s): {', '.join(parts)}")
+
+    for section, content in sections.items():
+        cls = _SECTION_CLASS[section]
+        own, model = _split(cls, content, f"{source} [{section}]")
+        out[section].update(own)
+        if section == "model":
+            out["model"].update(model)
+        elif model:
+            out[section]["model"] = model
+    return out
+
+
+def _load(
+    cls: type[C],
+    section: str,
+    path: str | os.PathLike[str] | None,
+    overrides: Mapping[str, Any] | None,
+) -> C:
+    """Merge defaults < YAML section < overrides and build ``cls``."""
+    sections = load_config_file(path) if path is not None else {s: {} for s in SECTIONS}
+    own = dict(sections[section])
+    model = dict(sections["model"])
+    model.update(own.pop("model", {}))
+    source = str(path) if path is not None else "<defaults>"
+    if overrides:
+        o_own, o_model = _split(cls, overrides, "overrides")
+        own.update(o_own)
+        model.update(o_model)
+        source += " (with overrides)"
+    data = {**own, "model": model} if _has_model(cls) else own
+    return from_dict(cls, data, source=source)
+
+
+def load_training_config(
+    path: str | os.PathLike[str] | None, overrides: Mapping[str, Any] | None = None
+) -> TrainingConfig:
+    """TrainingConfig from a YAML file; ``overrides`` (flat or nested) win over the file."""
+    return _load(TrainingConfig, "training", path, overrides)
+
+
+def load_inference_config(
+    path: str | os.PathLike[str] | None, overrides: Mapping[str, Any] | None = None
+) -> InferenceConfig:
+    """InferenceConfig from a YAML file; ``overrides`` (flat or nested) win over the file."""
+    return _load(InferenceConfig, "inference", path, overrides)
+
+
+def load_execution_config(
+    path: str | os.PathLike[str] | None, overrides: Mapping[str, Any] | None = None
+) -> ExecutionConfig:
+    """ExecutionConfig from a YAML file's ``execution:`` section or flat keys."""
+    return _load(ExecutionConfig, "execution", path, overrides)
+
+
+# --------------------------------------------------------------------------------------
+# Legacy params dictionary
+# --------------------------------------------------------------------------------------
+
+#: Current field name -> legacy alias names written next to it in a params-style dict.
+_LEGACY_ALIASES: dict[str, tuple[str, ...]] = {
+    "object_big": ("object.big",),
+    "probe_big": ("probe.big",),
+    "probe_mask": ("probe.mask",),
+    "probe_trainable": ("probe.trainable",),
+    "intensity_scale_trainable": ("intensity_scale.trainable",),
+    "positions_provided": ("positions.provided",),
+    "output_dir": ("output_prefix",),
+    "train_data_file": ("train_data_file_path",),
+    "test_data_file": ("test_data_file_path",),
+}
+
+
+def update_legacy_dict(d: dict[str, Any], cfg: Any) -> None:
+    """Fill a legacy ``params.cfg``-style dict with flat keys and legacy aliases from ``cfg``.
+
+    Unlike the original, ``None`` values are written too, so the dict mirrors the config
+    exactly (e.g. ``n_groups=None`` means "all" and must not leave a stale count behind).
+    """
+    if not isinstance(cfg, CONFIG_CLASSES):
+        raise TypeError(f"update_legacy_dict expects a config instance, got {type(cfg).__name__}")
+    flat = to_dict(cfg)
+    flat.update(flat.pop("model", {}))
+    for key, value in flat.items():
+        d[key] = value
+        for alias in _LEGACY_ALIASES.get(key, ()):
+            d[alias] = value
+    if "n_groups" in flat:
+        d["n_images"] = flat["n_groups"]
+        legacy_count = "nimgs_train" if isinstance(cfg, TrainingConfig) else "nimgs_test"
+        d[legacy_count] = flat["n_groups"]

@@ -1,0 +1,140 @@
+"""Lightning wrapper: losses, optimisation and logging around :class:`PtychoPINN`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+
+from ptychopinn.config import ExecutionConfig, ModelConfig, TrainingConfig, from_dict
+from ptychopinn.model.pinn import PtychoPINN
+from ptychopinn.physics.losses import amplitude_mae, poisson_nll, realspace_mae
+
+
+def poisson_deviance(pred_counts: Tensor, counts: Tensor) -> Tensor:
+    """Mean Poisson NLL minus its value at the perfect fit: same gradient, zero at optimum."""
+    return poisson_nll(pred_counts, counts) - poisson_nll(counts, counts)
+
+
+class PINNLightningModule(L.LightningModule):
+    """Trains the generator through the physics (``pinn``) or on labels (``supervised``).
+
+    Hyper-parameters are plain dicts so a checkpoint rebuilds the module by itself; the probe
+    and the intensity scale live in the state dict.
+    """
+
+    loss_name = "train_loss"
+    val_loss_name = "val_loss"
+
+    def __init__(
+        self,
+        model_config: dict,
+        training_config: dict,
+        execution_config: dict,
+        intensity_scale: float = 1.0,
+        probe: np.ndarray | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["probe"])
+        self.model_config: ModelConfig = from_dict(ModelConfig, model_config)
+        training_config = {k: v for k, v in training_config.items() if k != "model"}
+        self.training_config: TrainingConfig = from_dict(
+            TrainingConfig, {**training_config, "model": model_config}
+        )
+        self.execution_config: ExecutionConfig = from_dict(ExecutionConfig, execution_config)
+        N = self.model_config.N
+        if probe is None:  # placeholder until the checkpoint's state dict is loaded
+            probe = np.ones((N, N), dtype=np.complex64)
+        self.model = PtychoPINN(
+            self.model_config,
+            probe,
+            intensity_scale,
+            probe_trainable=self.training_config.probe_trainable,
+            intensity_scale_trainable=self.training_config.intensity_scale_trainable,
+        )
+
+    @property
+    def supervised(self) -> bool:
+        return self.model_config.model_type == "supervised"
+
+    def forward(self, amplitudes: Tensor, offsets: Tensor | None = None) -> Tensor:
+        """Object patches (B, C, N, N) for measured amplitudes."""
+        return self.model.predict_patches(amplitudes, None if self.supervised else offsets)
+
+    def compute_losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The weighted loss terms for one batch; key ``loss`` holds their sum."""
+        cfg = self.training_config
+        amplitudes = batch["amplitudes"]
+        labels = batch.get("labels")
+        terms: dict[str, Tensor] = {}
+        if self.supervised:
+            patches = self.model.predict_patches(amplitudes, None)
+            terms["realspace_mae"] = realspace_mae(patches, labels)
+        else:
+            out = self.model(amplitudes, batch["offsets"])
+            if cfg.nll_weight > 0:
+                terms["poisson_nll"] = cfg.nll_weight * poisson_deviance(
+                    out.amplitude.square(), amplitudes.square()
+                )
+            if cfg.mae_weight > 0:
+                terms["mae"] = cfg.mae_weight * amplitude_mae(out.amplitude, amplitudes)
+            if labels is not None and cfg.realspace_mae_weight > 0:
+                terms["realspace_mae"] = cfg.realspace_mae_weight * realspace_mae(
+                    out.object_patches, labels
+                )
+            if labels is not None and cfg.realspace_weight > 0:
+                diff = out.object_patches - labels
+                terms["realspace_mse"] = cfg.realspace_weight * (diff.abs() ** 2).mean()
+        terms["loss"] = sum(terms.values())
+        return terms
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        terms = self.compute_losses(batch)
+        bs = batch["amplitudes"].shape[0]
+        self.log(self.loss_name, terms["loss"], prog_bar=True, on_step=True, on_epoch=True,
+                 batch_size=bs, sync_dist=True)
+        for name, value in terms.items():
+            if name != "loss":
+                self.log(f"train_{name}", value, on_epoch=True, on_step=False, batch_size=bs,
+                         sync_dist=True)
+        self.log("intensity_scale", self.model.intensity_scale.detach(), on_epoch=True,
+                 on_step=False, batch_size=bs, sync_dist=True)
+        return terms["loss"]
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        terms = self.compute_losses(batch)
+        self.log(self.val_loss_name, terms["loss"], prog_bar=True, on_epoch=True,
+                 batch_size=batch["amplitudes"].shape[0], sync_dist=True)
+        return terms["loss"]
+
+    def configure_optimizers(self) -> Any:
+        ex = self.execution_config
+        optimizer = torch.optim.Adam(self.parameters(), lr=ex.learning_rate)
+        epochs = max(1, self.training_config.nepochs)
+        if ex.scheduler == "none":
+            return optimizer
+        if ex.scheduler == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs,
+                                                               eta_min=ex.learning_rate * 0.01)
+        elif ex.scheduler == "step":
+            sched = torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, epochs // 3),
+                                                    gamma=0.3)
+        elif ex.scheduler == "exponential":
+            sched = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.95)
+        else:  # plateau
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=3)
+            return {"optimizer": optimizer,
+                    "lr_scheduler": {"scheduler": sched, "monitor": f"{self.loss_name}_epoch"}}
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+    def configs(self) -> dict[str, dict]:
+        """The three configs as plain dicts (for archives and logs)."""
+        return {
+            "model": asdict(self.model_config),
+            "training": {k: v for k, v in asdict(self.training_config).items() if k != "model"},
+            "execution": asdict(self.execution_config),
+        }

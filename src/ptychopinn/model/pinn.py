@@ -1,0 +1,131 @@
+"""The physics-informed model: generator + overlap constraint + probe + far-field forward model.
+
+Units. The network sees amplitudes multiplied by the intensity scale ``s`` (so that the
+inputs have a fixed mean energy whatever the photon count) and the probe normalised to
+``||P|| = N/2``. The predicted diffraction amplitude in the measured (sqrt-count) units is
+``|F(P · O)| / s``; ``s`` is initialised from the data so that an object of amplitude 0.5
+explains the mean measured intensity, and may be trained.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ptychopinn.config import ModelConfig
+from ptychopinn.model.network import Generator
+from ptychopinn.physics.forward import circular_mask, far_field, illuminate
+from ptychopinn.physics.patches import group_canvas_to_patches, patches_to_group_canvas
+
+#: Object amplitude that the initial intensity scale assumes; mid-range of a sigmoid.
+REFERENCE_AMPLITUDE = 0.5
+
+
+def normalise_probe(probe: np.ndarray | Tensor, N: int) -> Tensor:
+    """Complex64 probe scaled to ``||P||_2 = N/2`` (the network's fixed illumination energy)."""
+    p = torch.as_tensor(np.asarray(probe), dtype=torch.complex64)
+    norm = torch.linalg.vector_norm(p)
+    if not torch.isfinite(norm) or norm <= 0:
+        raise ValueError("probe has zero or non-finite energy")
+    return p * (N / 2) / norm
+
+
+def initial_intensity_scale(amplitudes: np.ndarray, probe_normalised: Tensor) -> float:
+    """Scale ``s`` with ``mean_k sum |X_k s|^2 = ||P||^2 · REFERENCE_AMPLITUDE^2``."""
+    mean_energy = float(np.mean(np.sum(np.square(amplitudes, dtype=np.float64), axis=(-2, -1))))
+    if not math.isfinite(mean_energy) or mean_energy <= 0:
+        raise ValueError("diffraction data carry no signal (mean total intensity is zero)")
+    probe_energy = float(torch.sum(probe_normalised.abs() ** 2))
+    return math.sqrt(probe_energy * REFERENCE_AMPLITUDE**2 / mean_energy)
+
+
+@dataclass
+class ForwardOutput:
+    """What one forward pass produces for a batch of groups."""
+
+    object_patches: Tensor  # (B, C, N, N) complex, after the overlap constraint
+    amplitude: Tensor  # (B, C, N, N) predicted diffraction amplitude in sqrt-count units
+
+
+class PtychoPINN(nn.Module):
+    """Generator plus differentiable physics; ``forward`` maps measured amplitudes to predictions."""
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        probe: np.ndarray | Tensor,
+        intensity_scale: float,
+        *,
+        probe_trainable: bool = False,
+        intensity_scale_trainable: bool = True,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        N = config.N
+        channels = config.gridsize**2
+        full_size = config.probe_big or not config.pad_object
+        self.generator = Generator(
+            N, channels, config.n_filters_scale, config.amp_activation, full_size=full_size
+        )
+        probe_t = normalise_probe(probe, N)
+        if probe_t.shape != (N, N):
+            raise ValueError(f"probe must be ({N}, {N}), found {tuple(probe_t.shape)}")
+        # Stored as a real (2, N, N) view so every optimiser and DDP backend handles it.
+        probe_ri = torch.view_as_real(probe_t).permute(2, 0, 1).contiguous()
+        if probe_trainable:
+            self.probe_ri = nn.Parameter(probe_ri)
+        else:
+            self.register_buffer("probe_ri", probe_ri)
+        log_scale = torch.tensor(math.log(intensity_scale), dtype=torch.float32)
+        if intensity_scale_trainable:
+            self.log_intensity_scale = nn.Parameter(log_scale)
+        else:
+            self.register_buffer("log_intensity_scale", log_scale)
+        mask = circular_mask(N) if config.probe_mask else None
+        self.register_buffer("probe_mask", mask, persistent=False)
+
+    @property
+    def probe(self) -> Tensor:
+        """The normalised complex probe (N, N)."""
+        return torch.complex(self.probe_ri[0], self.probe_ri[1])
+
+    @property
+    def intensity_scale(self) -> Tensor:
+        return self.log_intensity_scale.exp()
+
+    def predict_patches(self, amplitudes: Tensor, offsets: Tensor | None = None) -> Tensor:
+        """Object patches (B, C, N, N) for measured amplitudes (B, C, N, N) in sqrt-count units.
+
+        With ``object_big`` and C > 1 the patches of a group are merged into one shared canvas
+        at their relative ``offsets`` (B, C, 2) and cut out again: the overlap constraint.
+        """
+        amp, phase = self.generator(amplitudes * self.intensity_scale)
+        patches = Generator.to_complex(amp, phase)
+        if self.config.object_big and patches.shape[1] > 1 and offsets is not None:
+            patches = self.apply_overlap_constraint(patches, offsets)
+        return patches
+
+    def apply_overlap_constraint(self, patches: Tensor, offsets: Tensor) -> Tensor:
+        N = patches.shape[-1]
+        extent = int(math.ceil(float(offsets.abs().max()))) if offsets.numel() else 0
+        canvas_size = N + 2 * extent
+        canvas = patches_to_group_canvas(patches, offsets, canvas_size)
+        return group_canvas_to_patches(canvas, offsets, N)
+
+    def diffraction_amplitude(self, patches: Tensor) -> Tensor:
+        """Predicted amplitude in sqrt-count units for object patches (B, C, N, N)."""
+        exit_wave = illuminate(
+            patches,
+            self.probe,
+            probe_mask=self.probe_mask,
+            smoothing_sigma=self.config.gaussian_smoothing_sigma,
+        )
+        return far_field(exit_wave).abs() / self.intensity_scale
+
+    def forward(self, amplitudes: Tensor, offsets: Tensor | None = None) -> ForwardOutput:
+        patches = self.predict_patches(amplitudes, offsets)
+        return ForwardOutput(patches, self.diffraction_amplitude(patches))

@@ -1,0 +1,115 @@
+"""Device resolution and Lightning ``Trainer`` construction from an :class:`ExecutionConfig`."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch import callbacks as cb
+from lightning.pytorch import loggers as pl_loggers
+
+from ptychopinn.config import ExecutionConfig
+from ptychopinn.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def resolve_accelerator(name: str) -> str:
+    """Map ``auto|cpu|cuda|gpu|mps`` to an available accelerator, falling back to CPU with a warning."""
+    name = name.lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+        warnings.warn("no GPU found: running on the CPU", RuntimeWarning, stacklevel=2)
+        return "cpu"
+    if name in ("cuda", "gpu"):
+        if torch.cuda.is_available():
+            return "cuda"
+        warnings.warn(f"accelerator '{name}' requested but CUDA is not available: using the CPU",
+                      RuntimeWarning, stacklevel=2)
+        return "cpu"
+    if name == "mps":
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+        warnings.warn("accelerator 'mps' requested but not available: using the CPU",
+                      RuntimeWarning, stacklevel=2)
+        return "cpu"
+    if name == "cpu":
+        return "cpu"
+    raise ConfigError(f"accelerator: expected one of auto, cpu, cuda, gpu, mps; found '{name}'")
+
+
+def resolve_device(name: str) -> torch.device:
+    """A ``torch.device`` for an accelerator name (``cuda:1`` style names are kept)."""
+    if name.startswith("cuda:") and torch.cuda.is_available():
+        return torch.device(name)
+    acc = resolve_accelerator(name.split(":")[0])
+    return torch.device("cuda" if acc == "cuda" else acc)
+
+
+def _make_logger(kind: str, output_dir: Path):
+    if kind == "none":
+        return False
+    if kind == "csv":
+        return pl_loggers.CSVLogger(str(output_dir), name="logs", version="")
+    if kind == "tensorboard":
+        return pl_loggers.TensorBoardLogger(str(output_dir), name="tensorboard", version="")
+    if kind == "mlflow":
+        try:
+            import mlflow  # noqa: F401
+        except ImportError as exc:
+            raise ConfigError(
+                "logger 'mlflow' needs the optional extra: pip install 'ptychopinn[mlflow]'"
+            ) from exc
+        uri = (output_dir / "mlruns").resolve().as_uri()
+        return pl_loggers.MLFlowLogger(experiment_name="ptychopinn", tracking_uri=uri)
+    raise ConfigError(f"logger: expected csv, tensorboard, mlflow or none; found '{kind}'")
+
+
+def build_trainer(
+    execution: ExecutionConfig,
+    *,
+    max_epochs: int,
+    output_dir: str | Path,
+    monitor: str,
+    extra_callbacks: list | None = None,
+) -> L.Trainer:
+    """A Trainer with checkpoints (best + last + on exception), logging and progress."""
+    output_dir = Path(output_dir)
+    accelerator = resolve_accelerator(execution.accelerator)
+    strategy = execution.strategy
+    if execution.devices > 1 and strategy == "auto":
+        strategy = "ddp"  # gloo on CPU, nccl on CUDA: chosen by Lightning
+    callbacks: list = list(extra_callbacks or [])
+    if execution.enable_checkpointing:
+        ckpt_dir = output_dir / "checkpoints"
+        callbacks.append(cb.ModelCheckpoint(
+            dirpath=str(ckpt_dir), filename="best-{epoch:03d}", monitor=monitor, mode="min",
+            save_top_k=execution.checkpoint_save_top_k, save_last=True,
+        ))
+        callbacks.append(cb.OnExceptionCheckpoint(dirpath=str(ckpt_dir), filename="interrupted"))
+    if execution.early_stopping_patience is not None:
+        callbacks.append(cb.EarlyStopping(monitor=monitor, mode="min",
+                                          patience=execution.early_stopping_patience))
+    return L.Trainer(
+        accelerator=accelerator,
+        devices=execution.devices,
+        strategy=strategy,
+        precision=execution.precision,
+        deterministic=execution.deterministic,
+        max_epochs=max_epochs,
+        accumulate_grad_batches=execution.accumulate_grad_batches,
+        gradient_clip_val=execution.gradient_clip_val,
+        logger=_make_logger(execution.logger, output_dir),
+        callbacks=callbacks,
+        enable_checkpointing=execution.enable_checkpointing,
+        enable_progress_bar=execution.enable_progress_bar,
+        enable_model_summary=False,
+        default_root_dir=str(output_dir),
+        log_every_n_steps=10,
+    )

@@ -1,0 +1,134 @@
+"""Training orchestration: dataset → groups → Lightning fit → trained module."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+from torch.utils.data import DataLoader
+
+from ptychopinn.config import ExecutionConfig, TrainingConfig
+from ptychopinn.data.grouping import Groups, group_positions
+from ptychopinn.data.groups_dataset import GroupDataset
+from ptychopinn.data.simulate import extract_patches_exact
+from ptychopinn.data.types import PtychoData
+from ptychopinn.errors import DataValidationError
+from ptychopinn.model.lightning_module import PINNLightningModule
+from ptychopinn.model.pinn import initial_intensity_scale, normalise_probe
+from ptychopinn.workflows.execution import build_trainer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What a training run leaves behind."""
+
+    module: PINNLightningModule
+    trainer: L.Trainer
+    groups: Groups
+    output_dir: Path
+
+
+def subsample(data: PtychoData, n_subsample: int | None, seed: int | None) -> PtychoData:
+    """Keep ``n_subsample`` random scan positions (all when None or larger than the scan)."""
+    if n_subsample is None or n_subsample >= data.n_positions:
+        return data
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.choice(data.n_positions, size=n_subsample, replace=False))
+    return data.subset(keep)
+
+
+def training_labels(data: PtychoData) -> np.ndarray | None:
+    """Ground-truth patches: ``Y`` when present, else cut from ``objectGuess``, else None."""
+    if data.labels is not None:
+        return data.labels
+    if data.object is not None:
+        return extract_patches_exact(data.object, data.xcoords, data.ycoords, data.N)
+    return None
+
+
+def make_group_dataset(
+    data: PtychoData, training: TrainingConfig, *, seed: int | None, need_labels: bool
+) -> tuple[GroupDataset, Groups]:
+    """Group the scan positions and wrap them (with labels if needed) as a torch dataset."""
+    groups = group_positions(
+        data.coords,
+        training.model.gridsize,
+        neighbor_count=training.neighbor_count,
+        n_groups=training.n_groups,
+        seed=seed,
+        sequential=training.sequential_sampling,
+    )
+    labels = None
+    if need_labels:
+        labels = training_labels(data)
+        if labels is None:
+            raise DataValidationError(
+                f"{data.source}: supervised training needs ground-truth patches: expected key "
+                "'Y' (M, N, N) or 'objectGuess' (H, W), found neither"
+            )
+    return GroupDataset(data.diffraction, groups, labels), groups
+
+
+def build_module(
+    data: PtychoData, training: TrainingConfig, execution: ExecutionConfig
+) -> PINNLightningModule:
+    """A fresh module whose probe and intensity scale come from the training data."""
+    probe = normalise_probe(data.probe, training.model.N)
+    scale = initial_intensity_scale(data.diffraction, probe)
+    train_dict = {k: v for k, v in asdict(training).items() if k != "model"}
+    return PINNLightningModule(
+        asdict(training.model), train_dict, asdict(execution), intensity_scale=scale,
+        probe=data.probe,
+    )
+
+
+def train(
+    train_data: PtychoData,
+    training: TrainingConfig,
+    execution: ExecutionConfig | None = None,
+    *,
+    test_data: PtychoData | None = None,
+    resume_from: str | Path | None = None,
+    output_dir: str | Path | None = None,
+) -> TrainResult:
+    """Train a model on ``train_data``; validate on ``test_data`` when given.
+
+    ``resume_from`` continues from a Lightning checkpoint (optimizer state and epoch
+    included); ``nepochs`` is then the total, not the additional, number of epochs.
+    """
+    execution = execution or ExecutionConfig()
+    output_dir = Path(output_dir or training.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if train_data.N != training.model.N:
+        raise DataValidationError(
+            f"{train_data.source}: diffraction patterns are {train_data.N}x{train_data.N} but "
+            f"the model config says N={training.model.N}; set N={train_data.N}"
+        )
+    L.seed_everything(training.seed, workers=True, verbose=False)
+    supervised = training.model.model_type == "supervised"
+    needs_labels = supervised or training.realspace_mae_weight > 0 or training.realspace_weight > 0
+    data = subsample(train_data, training.n_subsample, training.subsample_seed)
+    dataset, groups = make_group_dataset(data, training, seed=training.seed,
+                                         need_labels=needs_labels)
+    module = build_module(data, training, execution)
+    loader_kw = dict(batch_size=training.batch_size, num_workers=execution.num_workers,
+                     persistent_workers=execution.num_workers > 0)
+    train_loader = DataLoader(dataset, shuffle=True, drop_last=False, **loader_kw)
+    val_loader = None
+    if test_data is not None:
+        val_set, _ = make_group_dataset(test_data, training, seed=training.seed + 1,
+                                        need_labels=needs_labels)
+        val_loader = DataLoader(val_set, shuffle=False, **loader_kw)
+    monitor = module.val_loss_name if val_loader is not None else f"{module.loss_name}_epoch"
+    trainer = build_trainer(execution, max_epochs=training.nepochs, output_dir=output_dir,
+                            monitor=monitor)
+    log.info("training on %d groups of %d positions (%d scan positions), intensity scale %.4g",
+             len(dataset), groups.C, data.n_positions, float(module.model.intensity_scale))
+    trainer.fit(module, train_loader, val_loader,
+                ckpt_path=str(resume_from) if resume_from else None)
+    return TrainResult(module=module, trainer=trainer, groups=groups, output_dir=output_dir)
