@@ -88,7 +88,8 @@ def illuminate(
         )
     probe = gaussian_blur(probe, smoothing_sigma)
     if probe_mask is not None:
-        probe = probe * probe_mask.to(device=probe.device)
+        mask_dtype = probe_mask.dtype if probe_mask.is_complex() else probe.real.dtype
+        probe = probe * probe_mask.to(device=probe.device, dtype=mask_dtype)
     return probe * patches
 
 

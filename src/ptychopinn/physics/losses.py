@@ -50,7 +50,7 @@ def poisson_nll(
     ``1 - counts / (pred + eps)``, zero at ``pred == counts``.
     """
     _check_same_shape(pred_intensity, counts, "poisson_nll")
-    counts = counts.to(pred_intensity.dtype)
+    counts = counts.to(device=pred_intensity.device, dtype=pred_intensity.dtype)
     values = pred_intensity - counts * torch.log(pred_intensity + eps)
     if full:
         values = values + torch.lgamma(counts + 1)
@@ -62,13 +62,14 @@ def amplitude_mae(
 ) -> Tensor:
     """Mean absolute error between predicted and measured diffraction amplitudes."""
     _check_same_shape(pred_amplitude, measured_amplitude, "amplitude_mae")
-    values = (pred_amplitude - measured_amplitude.to(pred_amplitude.dtype)).abs()
+    measured = measured_amplitude.to(device=pred_amplitude.device, dtype=pred_amplitude.dtype)
+    values = (pred_amplitude - measured).abs()
     return _reduce(values, reduction, "amplitude_mae")
 
 
 def realspace_mae(pred_patches: Tensor, true_patches: Tensor, reduction: str = "mean") -> Tensor:
     """Mean modulus of the complex difference between predicted and label patches."""
     _check_same_shape(pred_patches, true_patches, "realspace_mae")
-    diff = pred_patches - true_patches.to(pred_patches.dtype)
+    diff = pred_patches - true_patches.to(device=pred_patches.device, dtype=pred_patches.dtype)
     values = diff.abs()
     return _reduce(values, reduction, "realspace_mae")

@@ -376,7 +376,8 @@ def _safe_coverage(coverage: Tensor) -> Tensor:
     """Coverage with the uncovered (and Fourier-ringing, < 1) pixels set to 1.
 
     Where fewer than one patch covers a pixel, dividing would amplify the translated patch's
-    edge; leaving those pixels undivided keeps a lone patch exactly invertible.
+    edge; leaving those pixels undivided keeps a lone patch exactly invertible. (The clamp has
+    a kink at coverage 1, so gradients in the offsets are one-sided there.)
     """
     return coverage.clamp_min(1.0)
 
@@ -394,7 +395,12 @@ def group_canvas_to_patches(
     :func:`patches_to_group_canvas` for consistent patches.
     """
     shift = _shift_fn(method, "group_canvas_to_patches")
-    if canvas.ndim != 3 or offsets.ndim != 3 or offsets.shape[0] != canvas.shape[0]:
+    if (
+        canvas.ndim != 3
+        or offsets.ndim != 3
+        or offsets.shape[0] != canvas.shape[0]
+        or offsets.shape[-1] != 2
+    ):
         raise ValueError(
             "group_canvas_to_patches: expected canvas (B, M, M) and offsets (B, C, 2); found "
             f"{tuple(canvas.shape)} and {tuple(offsets.shape)}"

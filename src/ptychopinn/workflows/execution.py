@@ -52,6 +52,22 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cuda" if acc == "cuda" else acc)
 
 
+class SaveOnInterrupt(cb.Callback):
+    """Writes ``interrupted.ckpt`` when training stops on an exception (Ctrl-C included).
+
+    Lightning's own ``OnExceptionCheckpoint`` also makes every later ``fit`` resume from
+    "last" implicitly; resuming must stay an explicit choice, hence this small callback.
+    """
+
+    def __init__(self, dirpath: Path) -> None:
+        self.path = Path(dirpath) / "interrupted.ckpt"
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exc: BaseException):
+        trainer.save_checkpoint(str(self.path))
+        log.warning("training stopped (%s): resumable checkpoint written to %s",
+                    type(exc).__name__, self.path)
+
+
 def _make_logger(kind: str, output_dir: Path):
     if kind == "none":
         return False
@@ -92,7 +108,7 @@ def build_trainer(
             dirpath=str(ckpt_dir), filename="best-{epoch:03d}", monitor=monitor, mode="min",
             save_top_k=execution.checkpoint_save_top_k, save_last=True,
         ))
-        callbacks.append(cb.OnExceptionCheckpoint(dirpath=str(ckpt_dir), filename="interrupted"))
+        callbacks.append(SaveOnInterrupt(ckpt_dir))
     if execution.early_stopping_patience is not None:
         callbacks.append(cb.EarlyStopping(monitor=monitor, mode="min",
                                           patience=execution.early_stopping_patience))

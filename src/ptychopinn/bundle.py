@@ -1,0 +1,199 @@
+"""The model archive ``wts.h5.zip`` (DESIGN section 5).
+
+A zip holding ``manifest.json`` (format, version, backend, model names, the intensity scale,
+a SHA-256 per member), ``configs.json`` and ``weights.pt`` (a plain tensor state dict).
+Loading never executes code from the archive: JSON is parsed, weights are read with
+``torch.load(weights_only=True)``, and every member is checked against its digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+
+from ptychopinn import __version__
+from ptychopinn.config import ExecutionConfig, ModelConfig, TrainingConfig, from_dict
+from ptychopinn.errors import ArchiveError
+from ptychopinn.model.pinn import PtychoPINN
+
+ARCHIVE_NAME = "wts.h5.zip"
+FORMAT_NAME = "ptychopinn-model"
+FORMAT_VERSION = 1
+BACKEND = "pytorch"
+MODEL_NAMES = ["autoencoder", "diffraction_to_obj"]
+_MEMBERS = ("configs.json", "weights.pt")
+
+
+@dataclass
+class LoadedModel:
+    """A model restored from an archive, with the configs it was trained with."""
+
+    model: PtychoPINN
+    model_config: ModelConfig
+    training_config: TrainingConfig
+    manifest: dict
+
+    @property
+    def intensity_scale(self) -> float:
+        return float(self.model.intensity_scale)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def save_model(
+    model: PtychoPINN,
+    output_dir: str | os.PathLike,
+    *,
+    training_config: TrainingConfig,
+    execution_config: ExecutionConfig | None = None,
+) -> Path:
+    """Write ``<output_dir>/wts.h5.zip`` atomically and return its path."""
+    from dataclasses import asdict
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    torch.save(state, buffer)
+    training = {k: v for k, v in asdict(training_config).items() if k != "model"}
+    configs = {
+        "model": asdict(model.config),
+        "training": training,
+        "execution": asdict(execution_config or ExecutionConfig()),
+    }
+    members = {
+        "configs.json": json.dumps(configs, indent=2, default=str).encode(),
+        "weights.pt": buffer.getvalue(),
+    }
+    manifest = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "backend": BACKEND,
+        "model_names": MODEL_NAMES,
+        "created_by": f"ptychopinn {__version__}",
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "intensity_scale": float(model.intensity_scale),
+        "N": model.config.N,
+        "gridsize": model.config.gridsize,
+        "sha256": {name: _sha256(data) for name, data in members.items()},
+    }
+    path = output_dir / ARCHIVE_NAME
+    tmp = output_dir / f".{ARCHIVE_NAME}.tmp-{os.getpid()}"
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("manifest.json", json.dumps(manifest, indent=2))
+            for name, data in members.items():
+                zf.writestr(name, data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def find_archive(path: str | os.PathLike) -> Path:
+    """The archive for a directory (``<dir>/wts.h5.zip``) or a direct file path."""
+    path = Path(path)
+    if path.is_dir():
+        candidate = path / ARCHIVE_NAME
+        if not candidate.is_file():
+            raise ArchiveError(f"{path}: expected a model archive '{ARCHIVE_NAME}' in this "
+                               "directory, found none")
+        return candidate
+    if not path.is_file():
+        raise ArchiveError(f"{path}: model archive not found")
+    return path
+
+
+def _read_members(path: Path) -> tuple[dict, dict[str, bytes]]:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+            if "manifest.json" not in names and ARCHIVE_NAME in names:
+                # A bundle zip (as Ptychodus writes it) wrapping the archive itself.
+                inner = io.BytesIO(zf.read(ARCHIVE_NAME))
+                with zipfile.ZipFile(inner) as izf:
+                    return _parse(path, izf)
+            return _parse(path, zf)
+    except (zipfile.BadZipFile, EOFError, zlib_error()) as exc:
+        raise ArchiveError(f"{path}: not a readable model archive (truncated or corrupt zip: "
+                           f"{exc})") from exc
+
+
+def zlib_error() -> type[Exception]:
+    import zlib
+
+    return zlib.error
+
+
+def _parse(path: Path, zf: zipfile.ZipFile) -> tuple[dict, dict[str, bytes]]:
+    names = set(zf.namelist())
+    if "manifest.json" not in names:
+        raise ArchiveError(f"{path}: expected 'manifest.json' in the archive, found "
+                           f"{sorted(names)}")
+    try:
+        manifest = json.loads(zf.read("manifest.json"))
+    except ValueError as exc:
+        raise ArchiveError(f"{path}: manifest.json is not valid JSON ({exc})") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise ArchiveError(f"{path}: manifest format: expected '{FORMAT_NAME}', found "
+                           f"{manifest.get('format') if isinstance(manifest, dict) else manifest!r}")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ArchiveError(f"{path}: archive format version {version!r} is newer than this "
+                           f"ptychopinn supports ({FORMAT_VERSION}); upgrade ptychopinn")
+    backend = manifest.get("backend")
+    if backend != BACKEND:
+        raise ArchiveError(f"{path}: archive was written by the '{backend}' backend; this "
+                           f"installation loads '{BACKEND}' archives only")
+    members = {}
+    for name in _MEMBERS:
+        if name not in names:
+            raise ArchiveError(f"{path}: archive member '{name}' is missing")
+        data = zf.read(name)
+        if _sha256(data) != manifest.get("sha256", {}).get(name):
+            raise ArchiveError(f"{path}: archive member '{name}' does not match its SHA-256 in "
+                               "the manifest (tampered or corrupt)")
+        members[name] = data
+    return manifest, members
+
+
+def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load an archive (directory holding ``wts.h5.zip``, the file, or a zip wrapping it)."""
+    archive = find_archive(path)
+    manifest, members = _read_members(archive)
+    try:
+        configs = json.loads(members["configs.json"])
+        model_config = from_dict(ModelConfig, configs["model"], source=f"{archive}:configs.json")
+        training = from_dict(TrainingConfig, {**configs["training"], "model": configs["model"]},
+                             source=f"{archive}:configs.json")
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ArchiveError(f"{archive}: configs.json is not usable ({exc})") from exc
+    try:
+        state = torch.load(io.BytesIO(members["weights.pt"]), map_location="cpu",
+                           weights_only=True)
+    except Exception as exc:  # weights_only refuses anything but tensors and containers
+        raise ArchiveError(f"{archive}: weights.pt could not be loaded safely ({exc})") from exc
+    N = model_config.N
+    model = PtychoPINN(
+        model_config,
+        torch.ones(N, N, dtype=torch.complex64),
+        float(manifest.get("intensity_scale", 1.0)),
+        probe_trainable=training.probe_trainable,
+        intensity_scale_trainable=training.intensity_scale_trainable,
+    )
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError) as exc:
+        raise ArchiveError(f"{archive}: weights do not fit the configured model ({exc})") from exc
+    model = model.to(torch.device(device)).eval()
+    return LoadedModel(model, model_config, training, manifest)

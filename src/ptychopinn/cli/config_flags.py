@@ -1,0 +1,43 @@
+"""argparse flags generated from the config dataclasses, so every field has its flag."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+
+from ptychopinn.config import ExecutionConfig
+
+TORCH_PREFIX = "torch-"
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls: type, *, skip=()) -> list[str]:
+    """``--<field>`` for each dataclass field; values stay strings, the config coerces them."""
+    names = []
+    group = parser.add_argument_group(f"{cls.__name__} fields")
+    for f in fields(cls):
+        if f.name in skip or f.name == "model":
+            continue
+        default = f.default if not callable(f.default_factory) else f.default_factory()  # type: ignore[misc]
+        group.add_argument(f"--{f.name}", default=None, metavar="VALUE",
+                           help=f"(default: {default})")
+        names.append(f.name)
+    return names
+
+
+def add_execution_flags(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None):
+    """``--torch-<field>`` (dashes) for the execution config fields."""
+    group = parser.add_argument_group("PyTorch execution")
+    for f in fields(ExecutionConfig):
+        if only is not None and f.name not in only:
+            continue
+        group.add_argument(f"--{TORCH_PREFIX}{f.name.replace('_', '-')}", dest=f"torch_{f.name}",
+                           default=None, metavar="VALUE", help=f"(default: {f.default})")
+
+
+def collect(args: argparse.Namespace, names: list[str]) -> dict:
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def execution_overrides(args: argparse.Namespace) -> dict:
+    return {f.name: getattr(args, f"torch_{f.name}") for f in fields(ExecutionConfig)
+            if getattr(args, f"torch_{f.name}", None) is not None}

@@ -1,0 +1,74 @@
+"""``ptycho_inference``: reconstruct a scan with a trained model archive."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+
+from ptychopinn.cli.common import configure_logging, run_cli
+from ptychopinn.cli.config_flags import add_execution_flags, execution_overrides
+from ptychopinn.cli.train import check_backend
+from ptychopinn.config import ExecutionConfig, from_dict, parse_bool
+
+log = logging.getLogger("ptycho_inference")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ptycho_inference",
+                                description="Reconstruct a scan with a trained model.")
+    p.add_argument("--model_path", required=True,
+                   help="directory holding wts.h5.zip, or the archive itself")
+    p.add_argument("--test_data", required=True, help="NPZ file to reconstruct")
+    p.add_argument("--output_dir", default="inference_outputs")
+    p.add_argument("--n_images", type=int, default=None,
+                   help="reconstruct only the first n scan positions")
+    p.add_argument("--n_subsample", type=int, default=None,
+                   help="reconstruct a random subset of n positions")
+    p.add_argument("--subsample_seed", type=int, default=None)
+    p.add_argument("--backend", default="pytorch", choices=("pytorch", "tensorflow"))
+    p.add_argument("--comparison_plot", type=parse_bool, nargs="?", const=True, default=True)
+    p.add_argument("--verbose", action="store_true")
+    add_execution_flags(p, only=("accelerator", "num_workers", "inference_batch_size"))
+    return p
+
+
+def _main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    check_backend(args.backend)
+    from ptychopinn.bundle import load_model
+    from ptychopinn.data.npz import load_npz
+    from ptychopinn.workflows.execution import resolve_device
+    from ptychopinn.workflows.infer import reconstruct
+    from ptychopinn.workflows.outputs import write_outputs
+    from ptychopinn.workflows.train import subsample
+
+    execution = from_dict(ExecutionConfig, execution_overrides(args), source="command line")
+    device = resolve_device(execution.accelerator)
+    loaded = load_model(args.model_path, device=device)
+    data = load_npz(args.test_data)
+    if args.n_images is not None:
+        data = data.subset(slice(0, max(1, args.n_images)))
+    data = subsample(data, args.n_subsample, args.subsample_seed)
+    start = time.perf_counter()
+    rec = reconstruct(loaded.model, data, device=device,
+                      batch_size=execution.inference_batch_size, progress=True)
+    seconds = time.perf_counter() - start
+    metrics = write_outputs(rec, data, args.output_dir, comparison_plot=args.comparison_plot)
+    summary = {"output_dir": args.output_dir, "positions": data.n_positions,
+               "seconds": round(seconds, 3), "patterns_per_s": round(data.n_positions / seconds, 1)}
+    if metrics:
+        summary["metrics"] = {k: round(v, 4) for k, v in metrics.items()}
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def main(argv=None) -> int:
+    return run_cli(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

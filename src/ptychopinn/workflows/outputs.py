@@ -1,0 +1,67 @@
+"""Writing a reconstruction's files: object NPZ, pictures, metrics against ground truth."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ptychopinn.data.types import PtychoData
+from ptychopinn.metrics import align, evaluate, scanned_region_mask
+from ptychopinn.plotting import save_comparison, save_object_pictures
+from ptychopinn.workflows.infer import Reconstruction
+
+
+def _atomic_write_bytes(path: Path, write) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def save_reconstruction_npz(rec: Reconstruction, path: str | os.PathLike) -> Path:
+    """The complex object, stitching weights and positions as an NPZ (atomic)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, object=rec.object, weights=rec.weights, xcoords=rec.xcoords,
+                     ycoords=rec.ycoords)
+
+    return _atomic_write_bytes(path, write)
+
+
+def write_json(obj: dict, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    return _atomic_write_bytes(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2)))
+
+
+def write_outputs(
+    rec: Reconstruction, data: PtychoData, output_dir: str | os.PathLike,
+    *, comparison_plot: bool = True,
+) -> dict | None:
+    """Pictures + ``reconstruction.npz``; with ground truth also ``metrics.json`` and a plot.
+
+    Returns the metrics (None without ``objectGuess``).
+    """
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_object_pictures(rec.object, out)
+    save_reconstruction_npz(rec, out / "reconstruction.npz")
+    if data.object is None:
+        return None
+    metrics = evaluate(rec.object, data.object, xcoords=rec.xcoords, ycoords=rec.ycoords,
+                       N=data.N)
+    write_json(metrics, out / "metrics.json")
+    if comparison_plot:
+        mask = scanned_region_mask(rec.xcoords, rec.ycoords, data.N, data.object.shape)
+        aligned, _ = align(rec.object, data.object, mask=mask)
+        save_comparison(aligned, data.object, out / "comparison_plot.png", mask=mask,
+                        metrics=metrics)
+    return metrics

@@ -1,0 +1,234 @@
+"""Console tools end to end, and their handling of bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ptychopinn.bundle import ARCHIVE_NAME, load_model
+from ptychopinn.cli import inference as inference_cli
+from ptychopinn.cli import simulate as simulate_cli
+from ptychopinn.cli import train as train_cli
+from ptychopinn.data.npz import load_npz
+from ptychopinn.errors import ArchiveError
+
+SIM = ["--N", "32", "--object_size", "80", "--step", "6", "--nphotons", "1e5"]
+FAST_TRAIN = ["--N", "32", "--n_filters_scale", "1", "--nepochs", "2", "--n_groups", "none",
+              "--torch-accelerator", "cpu", "--torch-enable-progress-bar", "false"]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """A simulated train/test pair and one trained model, shared by the tests below."""
+    d = tmp_path_factory.mktemp("cli")
+    assert simulate_cli.main(["--output", str(d / "train.npz"), *SIM, "--seed", "1"]) == 0
+    assert simulate_cli.main(["--output", str(d / "test.npz"), *SIM, "--seed", "1",
+                              "--object_seed", "9", "--picture", "false"]) == 0
+    code = train_cli.main(["--train_data_file", str(d / "train.npz"), "--test_data_file",
+                           str(d / "test.npz"), "--output_dir", str(d / "model"),
+                           "--do_stitching", *FAST_TRAIN])
+    assert code == 0
+    return d
+
+
+def test_simulate_writes_contract_npz_and_picture(workdir):
+    data = load_npz(workdir / "train.npz")
+    assert data.N == 32 and data.object is not None and data.labels is not None
+    assert (workdir / "train.png").stat().st_size > 1000
+    assert not (workdir / "test.png").exists()
+
+
+def test_train_writes_archive_logs_and_pictures(workdir):
+    model_dir = workdir / "model"
+    for name in (ARCHIVE_NAME, "resolved_config.yaml", "loss_curve.png", "logs/metrics.csv",
+                 "checkpoints/last.ckpt", "reconstructed_amplitude.png",
+                 "reconstructed_phase.png", "metrics.json", "comparison_plot.png"):
+        assert (model_dir / name).exists(), name
+    with zipfile.ZipFile(model_dir / ARCHIVE_NAME) as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+        assert not any(n.endswith((".pkl", ".dill")) for n in zf.namelist())
+    assert manifest["backend"] == "pytorch" and manifest["format_version"] == 1
+    loaded = load_model(model_dir)
+    assert loaded.model_config.N == 32 and loaded.training_config.nepochs == 2
+
+
+def test_inference_writes_pictures_npz_and_metrics(workdir, capsys):
+    out = workdir / "infer"
+    code = inference_cli.main(["--model_path", str(workdir / "model" / ARCHIVE_NAME),
+                               "--test_data", str(workdir / "test.npz"), "--output_dir", str(out),
+                               "--torch-accelerator", "cpu", "--torch-inference-batch-size", "7"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    for name in ("reconstructed_amplitude.png", "reconstructed_phase.png", "reconstruction.npz",
+                 "metrics.json", "comparison_plot.png"):
+        assert (out / name).exists(), name
+    with np.load(out / "reconstruction.npz") as z:
+        assert z["object"].dtype == np.complex64 and z["object"].shape == (80, 80)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) >= {"amp_ssim", "phase_ssim", "frc50"}
+    assert summary["positions"] == load_npz(workdir / "test.npz").n_positions
+
+
+def test_inference_subsets(workdir, capsys):
+    out = workdir / "infer_sub"
+    assert inference_cli.main(["--model_path", str(workdir / "model"), "--test_data",
+                               str(workdir / "test.npz"), "--output_dir", str(out),
+                               "--n_images", "10", "--comparison_plot", "false"]) == 0
+    assert json.loads(capsys.readouterr().out)["positions"] == 10
+    assert not (out / "comparison_plot.png").exists()
+
+
+def test_cli_overrides_yaml(workdir, tmp_path):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("model:\n  N: 32\n  n_filters_scale: 1\ntraining:\n  nepochs: 5\n"
+                   f"  train_data_file: {workdir / 'train.npz'}\n")
+    code = train_cli.main(["--config", str(cfg), "--nepochs", "1", "--output_dir",
+                           str(tmp_path / "m"), "--torch-accelerator", "cpu",
+                           "--torch-enable-progress-bar", "false", "--probe_big", "false"])
+    assert code == 0
+    resolved = (tmp_path / "m" / "resolved_config.yaml").read_text()
+    assert "nepochs: 1" in resolved and "probe_big: false" in resolved
+    assert "n_filters_scale: 1" in resolved
+
+
+def _run(main, argv, capsys) -> tuple[int, str]:
+    code = main(argv)
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--gridsize", "two"], "gridsize"),
+        (["--model_type", "gan"], "model_type"),
+        (["--probe_big", "maybe"], "probe_big"),
+        (["--backend", "tensorflow"], "tensorflow"),
+        (["--torch-accelerator", "tpu"], "accelerator"),
+        (["--nepochs", "0"], "nepochs"),
+    ],
+)
+def test_train_bad_flag_values(workdir, tmp_path, capsys, argv, expected):
+    code, err = _run(train_cli.main, ["--train_data_file", str(workdir / "train.npz"),
+                                      "--output_dir", str(tmp_path), *argv], capsys)
+    assert code == 2 and expected in err and "Traceback" not in err
+
+
+def test_train_yaml_unknown_key(workdir, tmp_path, capsys):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("nepoch: 3\n")
+    code, err = _run(train_cli.main, ["--config", str(cfg), "--train_data_file",
+                                      str(workdir / "train.npz")], capsys)
+    assert code == 2 and "nepoch" in err and "nepochs" in err
+
+
+def test_misspelt_flag_is_rejected(capsys):
+    with pytest.raises(SystemExit) as exc:
+        train_cli.main(["--nepoch", "3"])
+    assert exc.value.code == 2 and "--nepoch" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("problem", ["missing", "corrupt", "wrong_keys", "nan", "shape"])
+def test_train_bad_data_files(workdir, tmp_path, capsys, problem):
+    path = tmp_path / "bad.npz"
+    good = dict(np.load(workdir / "train.npz"))
+    if problem == "corrupt":
+        path.write_bytes(b"PK\x03\x04 not really a zip")
+    elif problem == "wrong_keys":
+        np.savez(path, diffraction_patterns=good["diff3d"])
+    elif problem == "nan":
+        good["diff3d"][0, 0, 0] = np.nan
+        np.savez(path, **good)
+    elif problem == "shape":
+        good["diff3d"] = good["diff3d"][:, :, :30]
+        np.savez(path, **good)
+    out = tmp_path / "out"
+    code, err = _run(train_cli.main, ["--train_data_file", str(path), "--output_dir", str(out),
+                                      *FAST_TRAIN], capsys)
+    assert code == 2 and "Traceback" not in err and str(path) in err
+    assert not (out / ARCHIVE_NAME).exists()
+
+
+def _rewrite_archive(src: Path, dst: Path, mutate) -> None:
+    with zipfile.ZipFile(src) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    mutate(members)
+    with zipfile.ZipFile(dst, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+
+
+class _Boom:
+    def __reduce__(self):
+        return (Path("/tmp/ptychopinn_pwned").touch, ())
+
+
+def test_archive_problems_give_clear_errors(workdir, tmp_path, capsys):
+    archive = workdir / "model" / ARCHIVE_NAME
+    truncated = tmp_path / "truncated.zip"
+    truncated.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+
+    def future(m):
+        manifest = json.loads(m["manifest.json"])
+        manifest["format_version"] = 99
+        m["manifest.json"] = json.dumps(manifest).encode()
+
+    def other_backend(m):
+        manifest = json.loads(m["manifest.json"])
+        manifest["backend"] = "tensorflow"
+        m["manifest.json"] = json.dumps(manifest).encode()
+
+    def pickled(m):
+        buf = io.BytesIO()
+        pickle.dump({"weights": _Boom()}, buf)
+        m["weights.pt"] = buf.getvalue()
+
+    def pickled_and_rehashed(m):
+        import hashlib
+
+        pickled(m)
+        manifest = json.loads(m["manifest.json"])
+        manifest["sha256"]["weights.pt"] = hashlib.sha256(m["weights.pt"]).hexdigest()
+        m["manifest.json"] = json.dumps(manifest).encode()
+
+    cases = {"truncated": (truncated, "truncated")}
+    for name, mutate, expected in [("future", future, "newer"),
+                                   ("backend", other_backend, "tensorflow"),
+                                   ("tampered", pickled, "SHA-256"),
+                                   ("pickle", pickled_and_rehashed, "safely")]:
+        path = tmp_path / f"{name}.zip"
+        _rewrite_archive(archive, path, mutate)
+        cases[name] = (path, expected)
+    cases["missing"] = (tmp_path / "nowhere", "not found")
+    Path("/tmp/ptychopinn_pwned").unlink(missing_ok=True)
+    for name, (path, expected) in cases.items():
+        with pytest.raises(ArchiveError, match=expected):
+            load_model(path)
+        code, err = _run(inference_cli.main, ["--model_path", str(path), "--test_data",
+                                              str(workdir / "test.npz"), "--output_dir",
+                                              str(tmp_path / name)], capsys)
+        assert code == 2 and "Traceback" not in err, name
+    assert not Path("/tmp/ptychopinn_pwned").exists()
+
+
+def test_unwritable_output_dir(workdir, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    code, err = _run(inference_cli.main, ["--model_path", str(workdir / "model"), "--test_data",
+                                          str(workdir / "test.npz"), "--output_dir",
+                                          str(blocker / "out")], capsys)
+    assert code == 2 and "Traceback" not in err
+
+
+def test_console_scripts_are_installed():
+    for name in ("ptycho_simulate", "ptycho_train", "ptycho_inference"):
+        proc = subprocess.run([Path(sys.executable).parent / name, "--help"],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0 and "usage" in proc.stdout

@@ -1,0 +1,195 @@
+"""The reconstruction engine: network, physics-informed model, training and inference."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from ptychopinn.config import ExecutionConfig, ModelConfig, TrainingConfig
+from ptychopinn.data.simulate import far_field_intensity
+from ptychopinn.errors import DataValidationError
+from ptychopinn.metrics import evaluate
+from ptychopinn.model.network import Generator
+from ptychopinn.model.pinn import PtychoPINN
+from ptychopinn.workflows.execution import resolve_accelerator
+from ptychopinn.workflows.infer import reconstruct
+from ptychopinn.workflows.train import train
+
+
+def quiet_execution(**kw) -> ExecutionConfig:
+    return ExecutionConfig(accelerator="cpu", logger="csv", enable_progress_bar=False, **kw)
+
+
+@pytest.mark.parametrize("N", [32, 64, 128])
+@pytest.mark.parametrize("gridsize", [1, 2, 3])
+def test_generator_shapes_and_ranges(N, gridsize):
+    c = gridsize**2
+    gen = Generator(N, c, n_filters_scale=1)
+    amp, phase = gen(torch.rand(2, c, N, N))
+    assert amp.shape == phase.shape == (2, c, N, N)
+    assert float(amp.min()) >= 0 and float(amp.max()) <= 1
+    assert float(phase.abs().max()) <= math.pi
+
+
+def test_centre_only_decoder_zero_pads():
+    gen = Generator(64, 1, n_filters_scale=1, full_size=False)
+    amp, _ = gen(torch.rand(1, 1, 64, 64))
+    assert amp.shape == (1, 1, 64, 64)
+    assert torch.all(amp[..., :16, :] == 0) and torch.all(amp[..., 16:48, 16:48] > 0)
+
+
+def test_forward_model_reproduces_simulated_counts(small_scan):
+    """With the true object, the model's forward model predicts the noiseless data."""
+    d = small_scan
+    N = d.N
+    probe_norm = float(np.linalg.norm(d.probe))
+    model = PtychoPINN(ModelConfig(N=N), d.probe, intensity_scale=(N / 2) / probe_norm)
+    truth = torch.from_numpy(d.labels[:20])[:, None]
+    predicted = model.diffraction_amplitude(truth).square()[:, 0].detach().numpy()
+    expected = far_field_intensity(d.probe[None] * d.labels[:20])
+    np.testing.assert_allclose(predicted, expected, rtol=2e-3, atol=1e-3 * expected.max())
+    # ... and the measured counts are Poisson samples around it.
+    measured = d.counts[:20]
+    assert abs(measured.sum() / expected.sum() - 1) < 0.01
+
+
+def test_overlap_constraint_couples_patches():
+    N = 32
+    model = PtychoPINN(ModelConfig(N=N, gridsize=2, object_big=True), np.ones((N, N)), 1.0)
+    base = torch.ones(1, 4, N, N, dtype=torch.complex64)
+    offsets = torch.tensor([[[-4.0, -4.0], [4.0, -4.0], [-4.0, 4.0], [4.0, 4.0]]])
+    changed = base.clone()
+    changed[0, 1] *= 2  # only the second member's prediction differs
+    a = model.apply_overlap_constraint(base, offsets)
+    b = model.apply_overlap_constraint(changed, offsets)
+    delta = (b - a)[0, 0].abs()
+    # Member 0 sees member 1 where they overlap (columns shifted by 8 px) and not elsewhere.
+    assert float(delta[:, 12:20].mean()) > 0.1
+    assert float(delta[:, :6].max()) < 1e-3
+
+
+def _trivial_ssim(data) -> float:
+    """SSIM of a constant-amplitude, zero-phase guess: what a model must beat."""
+    guess = np.full_like(data.object, 0.75)
+    return evaluate(guess, data.object, xcoords=data.xcoords, ycoords=data.ycoords, N=data.N)
+
+
+def test_training_reduces_loss_and_beats_trivial_reconstruction(small_scan, tmp_path):
+    d = small_scan
+    cfg = TrainingConfig(
+        model=ModelConfig(N=32, gridsize=1, n_filters_scale=1), nepochs=12, batch_size=16,
+        n_groups=None, output_dir=str(tmp_path),
+    )
+    result = train(d, cfg, quiet_execution(learning_rate=2e-3))
+    history = np.genfromtxt(tmp_path / "logs" / "metrics.csv", delimiter=",", names=True)
+    epoch_loss = history["train_loss_epoch"][~np.isnan(history["train_loss_epoch"])]
+    assert epoch_loss[-1] < 0.5 * epoch_loss[0]
+    rec = reconstruct(result.module.model, d)
+    scores = evaluate(rec.object, d.object, xcoords=d.xcoords, ycoords=d.ycoords, N=d.N)
+    trivial = _trivial_ssim(d)
+    assert scores["amp_ssim"] > trivial["amp_ssim"] + 0.2
+    assert scores["phase_ssim"] > trivial["phase_ssim"] + 0.2
+
+
+def test_inference_covers_every_position(small_scan):
+    d = small_scan
+    model = PtychoPINN(ModelConfig(N=32, gridsize=2, n_filters_scale=1), d.probe, 1.0)
+    rec = reconstruct(model, d, batch_size=37, return_patches=True)
+    assert rec.patches.shape == (d.n_positions, 32, 32)
+    assert rec.object.shape == d.object.shape
+    lit = rec.weights > 1e-3 * rec.weights.max()
+    ys, xs = np.nonzero(lit)
+    assert xs.min() <= d.xcoords.min() and xs.max() >= d.xcoords.max()
+    assert ys.min() <= d.ycoords.min() and ys.max() >= d.ycoords.max()
+
+
+def test_inference_rejects_wrong_pattern_size(small_scan):
+    model = PtychoPINN(ModelConfig(N=64), np.ones((64, 64)), 1.0)
+    with pytest.raises(DataValidationError, match="N=64"):
+        reconstruct(model, small_scan)
+
+
+def test_supervised_without_labels_is_a_clear_error(tiny_scan, tmp_path):
+    d = tiny_scan.subset(np.arange(tiny_scan.n_positions))
+    d.object = None
+    d.labels = None
+    cfg = TrainingConfig(model=ModelConfig(N=32, model_type="supervised"), nepochs=1,
+                         output_dir=str(tmp_path))
+    with pytest.raises(DataValidationError, match="supervised.*'Y'"):
+        train(d, cfg, quiet_execution())
+
+
+def test_supervised_mode_learns_from_labels(tiny_scan, tmp_path):
+    cfg = TrainingConfig(model=ModelConfig(N=32, model_type="supervised", n_filters_scale=1),
+                         nepochs=3, n_groups=None, output_dir=str(tmp_path))
+    result = train(tiny_scan, cfg, quiet_execution())
+    metrics = result.trainer.callback_metrics
+    assert "train_realspace_mae" in metrics and float(metrics["train_loss_epoch"]) < 0.5
+
+
+def test_resume_continues_from_saved_epoch(tiny_scan, tmp_path):
+    model = ModelConfig(N=32, n_filters_scale=1)
+    first = train(tiny_scan, TrainingConfig(model=model, nepochs=2, n_groups=None,
+                                            output_dir=str(tmp_path)), quiet_execution())
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert last.exists() and first.trainer.current_epoch == 2
+    saved = torch.load(last, map_location="cpu", weights_only=True)
+    assert saved["epoch"] == 1
+    second = train(tiny_scan, TrainingConfig(model=model, nepochs=4, n_groups=None,
+                                             output_dir=str(tmp_path)), quiet_execution(),
+                   resume_from=last)
+    assert second.trainer.current_epoch == 4
+    steps_per_epoch = math.ceil(tiny_scan.n_positions / 16)
+    assert second.trainer.global_step == 4 * steps_per_epoch
+
+
+def test_accelerator_falls_back_to_cpu_with_warning(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.warns(RuntimeWarning, match="CPU"):
+        assert resolve_accelerator("cuda") == "cpu"
+    with pytest.warns(RuntimeWarning, match="CPU"):
+        assert resolve_accelerator("auto") in ("cpu", "mps")
+
+
+def test_gradient_accumulation_steps_optimizer_less_often(tiny_scan, tmp_path):
+    cfg = TrainingConfig(model=ModelConfig(N=32, n_filters_scale=1), nepochs=1, batch_size=8,
+                         n_groups=None, output_dir=str(tmp_path))
+    result = train(tiny_scan, cfg, quiet_execution(accumulate_grad_batches=3))
+    batches = math.ceil(tiny_scan.n_positions / 8)
+    assert result.trainer.global_step == math.ceil(batches / 3)
+
+
+DDP_SCRIPT = textwrap.dedent(
+    """
+    import sys, torch
+    from ptychopinn.config import ExecutionConfig, ModelConfig, TrainingConfig
+    from ptychopinn.data.simulate import simulate_dataset
+    from ptychopinn.workflows.train import train
+    d = simulate_dataset(N=32, object_size=72, step=6, nphotons=1e5, seed=5)
+    cfg = TrainingConfig(model=ModelConfig(N=32, n_filters_scale=1), nepochs=2, batch_size=8,
+                         n_groups=None, output_dir=sys.argv[1])
+    ex = ExecutionConfig(accelerator="cpu", devices=2, strategy="ddp", logger="none",
+                         enable_progress_bar=False)
+    r = train(d, cfg, ex)
+    print("RANK", r.trainer.global_rank, "WORLD", r.trainer.world_size, "STEP",
+          r.trainer.global_step, "BACKEND", torch.distributed.get_backend() if
+          torch.distributed.is_initialized() else "none", flush=True)
+    """
+)
+
+
+def test_ddp_on_cpu_with_two_processes(tmp_path):
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RANK")]
+    assert sorted(ln.split()[1] for ln in lines) == ["0", "1"]
+    assert all("WORLD 2" in ln and "BACKEND gloo" in ln for ln in lines)
