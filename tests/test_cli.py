@@ -21,8 +21,20 @@ from ptychopinn.data.npz import load_npz
 from ptychopinn.errors import ArchiveError
 
 SIM = ["--N", "32", "--object_size", "80", "--step", "6", "--nphotons", "1e5"]
-FAST_TRAIN = ["--N", "32", "--n_filters_scale", "1", "--nepochs", "2", "--n_groups", "none",
-              "--torch-accelerator", "cpu", "--torch-enable-progress-bar", "false"]
+FAST_TRAIN = [
+    "--N",
+    "32",
+    "--n_filters_scale",
+    "1",
+    "--nepochs",
+    "2",
+    "--n_groups",
+    "none",
+    "--torch-accelerator",
+    "cpu",
+    "--torch-enable-progress-bar",
+    "false",
+]
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +42,34 @@ def workdir(tmp_path_factory) -> Path:
     """A simulated train/test pair and one trained model, shared by the tests below."""
     d = tmp_path_factory.mktemp("cli")
     assert simulate_cli.main(["--output", str(d / "train.npz"), *SIM, "--seed", "1"]) == 0
-    assert simulate_cli.main(["--output", str(d / "test.npz"), *SIM, "--seed", "1",
-                              "--object_seed", "9", "--picture", "false"]) == 0
-    code = train_cli.main(["--train_data_file", str(d / "train.npz"), "--test_data_file",
-                           str(d / "test.npz"), "--output_dir", str(d / "model"),
-                           "--do_stitching", *FAST_TRAIN])
+    assert (
+        simulate_cli.main(
+            [
+                "--output",
+                str(d / "test.npz"),
+                *SIM,
+                "--seed",
+                "1",
+                "--object_seed",
+                "9",
+                "--picture",
+                "false",
+            ]
+        )
+        == 0
+    )
+    code = train_cli.main(
+        [
+            "--train_data_file",
+            str(d / "train.npz"),
+            "--test_data_file",
+            str(d / "test.npz"),
+            "--output_dir",
+            str(d / "model"),
+            "--do_stitching",
+            *FAST_TRAIN,
+        ]
+    )
     assert code == 0
     return d
 
@@ -48,9 +83,17 @@ def test_simulate_writes_contract_npz_and_picture(workdir):
 
 def test_train_writes_archive_logs_and_pictures(workdir):
     model_dir = workdir / "model"
-    for name in (ARCHIVE_NAME, "resolved_config.yaml", "loss_curve.png", "logs/metrics.csv",
-                 "checkpoints/last.ckpt", "reconstructed_amplitude.png",
-                 "reconstructed_phase.png", "metrics.json", "comparison_plot.png"):
+    for name in (
+        ARCHIVE_NAME,
+        "resolved_config.yaml",
+        "loss_curve.png",
+        "logs/metrics.csv",
+        "checkpoints/last.ckpt",
+        "reconstructed_amplitude.png",
+        "reconstructed_phase.png",
+        "metrics.json",
+        "comparison_plot.png",
+    ):
         assert (model_dir / name).exists(), name
     with zipfile.ZipFile(model_dir / ARCHIVE_NAME) as zf:
         manifest = json.loads(zf.read("manifest.json"))
@@ -62,13 +105,29 @@ def test_train_writes_archive_logs_and_pictures(workdir):
 
 def test_inference_writes_pictures_npz_and_metrics(workdir, capsys):
     out = workdir / "infer"
-    code = inference_cli.main(["--model_path", str(workdir / "model" / ARCHIVE_NAME),
-                               "--test_data", str(workdir / "test.npz"), "--output_dir", str(out),
-                               "--torch-accelerator", "cpu", "--torch-inference-batch-size", "7"])
+    code = inference_cli.main(
+        [
+            "--model_path",
+            str(workdir / "model" / ARCHIVE_NAME),
+            "--test_data",
+            str(workdir / "test.npz"),
+            "--output_dir",
+            str(out),
+            "--torch-accelerator",
+            "cpu",
+            "--torch-inference-batch-size",
+            "7",
+        ]
+    )
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
-    for name in ("reconstructed_amplitude.png", "reconstructed_phase.png", "reconstruction.npz",
-                 "metrics.json", "comparison_plot.png"):
+    for name in (
+        "reconstructed_amplitude.png",
+        "reconstructed_phase.png",
+        "reconstruction.npz",
+        "metrics.json",
+        "comparison_plot.png",
+    ):
         assert (out / name).exists(), name
     with np.load(out / "reconstruction.npz") as z:
         assert z["object"].dtype == np.complex64 and z["object"].shape == (80, 80)
@@ -79,20 +138,49 @@ def test_inference_writes_pictures_npz_and_metrics(workdir, capsys):
 
 def test_inference_subsets(workdir, capsys):
     out = workdir / "infer_sub"
-    assert inference_cli.main(["--model_path", str(workdir / "model"), "--test_data",
-                               str(workdir / "test.npz"), "--output_dir", str(out),
-                               "--n_images", "10", "--comparison_plot", "false"]) == 0
+    assert (
+        inference_cli.main(
+            [
+                "--model_path",
+                str(workdir / "model"),
+                "--test_data",
+                str(workdir / "test.npz"),
+                "--output_dir",
+                str(out),
+                "--n_images",
+                "10",
+                "--comparison_plot",
+                "false",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["positions"] == 10
     assert not (out / "comparison_plot.png").exists()
 
 
 def test_cli_overrides_yaml(workdir, tmp_path):
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text("model:\n  N: 32\n  n_filters_scale: 1\ntraining:\n  nepochs: 5\n"
-                   f"  train_data_file: {workdir / 'train.npz'}\n")
-    code = train_cli.main(["--config", str(cfg), "--nepochs", "1", "--output_dir",
-                           str(tmp_path / "m"), "--torch-accelerator", "cpu",
-                           "--torch-enable-progress-bar", "false", "--probe_big", "false"])
+    cfg.write_text(
+        "model:\n  N: 32\n  n_filters_scale: 1\ntraining:\n  nepochs: 5\n"
+        f"  train_data_file: {workdir / 'train.npz'}\n"
+    )
+    code = train_cli.main(
+        [
+            "--config",
+            str(cfg),
+            "--nepochs",
+            "1",
+            "--output_dir",
+            str(tmp_path / "m"),
+            "--torch-accelerator",
+            "cpu",
+            "--torch-enable-progress-bar",
+            "false",
+            "--probe_big",
+            "false",
+        ]
+    )
     assert code == 0
     resolved = (tmp_path / "m" / "resolved_config.yaml").read_text()
     assert "nepochs: 1" in resolved and "probe_big: false" in resolved
@@ -116,16 +204,22 @@ def _run(main, argv, capsys) -> tuple[int, str]:
     ],
 )
 def test_train_bad_flag_values(workdir, tmp_path, capsys, argv, expected):
-    code, err = _run(train_cli.main, ["--train_data_file", str(workdir / "train.npz"),
-                                      "--output_dir", str(tmp_path), *argv], capsys)
+    code, err = _run(
+        train_cli.main,
+        ["--train_data_file", str(workdir / "train.npz"), "--output_dir", str(tmp_path), *argv],
+        capsys,
+    )
     assert code == 2 and expected in err and "Traceback" not in err
 
 
 def test_train_yaml_unknown_key(workdir, tmp_path, capsys):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("nepoch: 3\n")
-    code, err = _run(train_cli.main, ["--config", str(cfg), "--train_data_file",
-                                      str(workdir / "train.npz")], capsys)
+    code, err = _run(
+        train_cli.main,
+        ["--config", str(cfg), "--train_data_file", str(workdir / "train.npz")],
+        capsys,
+    )
     assert code == 2 and "nepoch" in err and "nepochs" in err
 
 
@@ -150,8 +244,11 @@ def test_train_bad_data_files(workdir, tmp_path, capsys, problem):
         good["diff3d"] = good["diff3d"][:, :, :30]
         np.savez(path, **good)
     out = tmp_path / "out"
-    code, err = _run(train_cli.main, ["--train_data_file", str(path), "--output_dir", str(out),
-                                      *FAST_TRAIN], capsys)
+    code, err = _run(
+        train_cli.main,
+        ["--train_data_file", str(path), "--output_dir", str(out), *FAST_TRAIN],
+        capsys,
+    )
     assert code == 2 and "Traceback" not in err and str(path) in err
     assert not (out / ARCHIVE_NAME).exists()
 
@@ -199,10 +296,12 @@ def test_archive_problems_give_clear_errors(workdir, tmp_path, capsys):
         m["manifest.json"] = json.dumps(manifest).encode()
 
     cases = {"truncated": (truncated, "truncated")}
-    for name, mutate, expected in [("future", future, "newer"),
-                                   ("backend", other_backend, "tensorflow"),
-                                   ("tampered", pickled, "SHA-256"),
-                                   ("pickle", pickled_and_rehashed, "safely")]:
+    for name, mutate, expected in [
+        ("future", future, "newer"),
+        ("backend", other_backend, "tensorflow"),
+        ("tampered", pickled, "SHA-256"),
+        ("pickle", pickled_and_rehashed, "safely"),
+    ]:
         path = tmp_path / f"{name}.zip"
         _rewrite_archive(archive, path, mutate)
         cases[name] = (path, expected)
@@ -211,9 +310,18 @@ def test_archive_problems_give_clear_errors(workdir, tmp_path, capsys):
     for name, (path, expected) in cases.items():
         with pytest.raises(ArchiveError, match=expected):
             load_model(path)
-        code, err = _run(inference_cli.main, ["--model_path", str(path), "--test_data",
-                                              str(workdir / "test.npz"), "--output_dir",
-                                              str(tmp_path / name)], capsys)
+        code, err = _run(
+            inference_cli.main,
+            [
+                "--model_path",
+                str(path),
+                "--test_data",
+                str(workdir / "test.npz"),
+                "--output_dir",
+                str(tmp_path / name),
+            ],
+            capsys,
+        )
         assert code == 2 and "Traceback" not in err, name
     assert not Path("/tmp/ptychopinn_pwned").exists()
 
@@ -221,14 +329,27 @@ def test_archive_problems_give_clear_errors(workdir, tmp_path, capsys):
 def test_unwritable_output_dir(workdir, tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    code, err = _run(inference_cli.main, ["--model_path", str(workdir / "model"), "--test_data",
-                                          str(workdir / "test.npz"), "--output_dir",
-                                          str(blocker / "out")], capsys)
+    code, err = _run(
+        inference_cli.main,
+        [
+            "--model_path",
+            str(workdir / "model"),
+            "--test_data",
+            str(workdir / "test.npz"),
+            "--output_dir",
+            str(blocker / "out"),
+        ],
+        capsys,
+    )
     assert code == 2 and "Traceback" not in err
 
 
 def test_console_scripts_are_installed():
     for name in ("ptycho_simulate", "ptycho_train", "ptycho_inference"):
-        proc = subprocess.run([Path(sys.executable).parent / name, "--help"],
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [Path(sys.executable).parent / name, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 0 and "usage" in proc.stdout

@@ -83,8 +83,11 @@ def _trivial_ssim(data) -> float:
 def test_training_reduces_loss_and_beats_trivial_reconstruction(small_scan, tmp_path):
     d = small_scan
     cfg = TrainingConfig(
-        model=ModelConfig(N=32, gridsize=1, n_filters_scale=1), nepochs=12, batch_size=16,
-        n_groups=None, output_dir=str(tmp_path),
+        model=ModelConfig(N=32, gridsize=1, n_filters_scale=1),
+        nepochs=12,
+        batch_size=16,
+        n_groups=None,
+        output_dir=str(tmp_path),
     )
     result = train(d, cfg, quiet_execution(learning_rate=2e-3))
     history = np.genfromtxt(tmp_path / "logs" / "metrics.csv", delimiter=",", names=True)
@@ -119,15 +122,20 @@ def test_supervised_without_labels_is_a_clear_error(tiny_scan, tmp_path):
     d = tiny_scan.subset(np.arange(tiny_scan.n_positions))
     d.object = None
     d.labels = None
-    cfg = TrainingConfig(model=ModelConfig(N=32, model_type="supervised"), nepochs=1,
-                         output_dir=str(tmp_path))
+    cfg = TrainingConfig(
+        model=ModelConfig(N=32, model_type="supervised"), nepochs=1, output_dir=str(tmp_path)
+    )
     with pytest.raises(DataValidationError, match="supervised.*'Y'"):
         train(d, cfg, quiet_execution())
 
 
 def test_supervised_mode_learns_from_labels(tiny_scan, tmp_path):
-    cfg = TrainingConfig(model=ModelConfig(N=32, model_type="supervised", n_filters_scale=1),
-                         nepochs=3, n_groups=None, output_dir=str(tmp_path))
+    cfg = TrainingConfig(
+        model=ModelConfig(N=32, model_type="supervised", n_filters_scale=1),
+        nepochs=3,
+        n_groups=None,
+        output_dir=str(tmp_path),
+    )
     result = train(tiny_scan, cfg, quiet_execution())
     metrics = result.trainer.callback_metrics
     assert "train_realspace_mae" in metrics and float(metrics["train_loss_epoch"]) < 0.5
@@ -135,15 +143,21 @@ def test_supervised_mode_learns_from_labels(tiny_scan, tmp_path):
 
 def test_resume_continues_from_saved_epoch(tiny_scan, tmp_path):
     model = ModelConfig(N=32, n_filters_scale=1)
-    first = train(tiny_scan, TrainingConfig(model=model, nepochs=2, n_groups=None,
-                                            output_dir=str(tmp_path)), quiet_execution())
+    first = train(
+        tiny_scan,
+        TrainingConfig(model=model, nepochs=2, n_groups=None, output_dir=str(tmp_path)),
+        quiet_execution(),
+    )
     last = tmp_path / "checkpoints" / "last.ckpt"
     assert last.exists() and first.trainer.current_epoch == 2
     saved = torch.load(last, map_location="cpu", weights_only=True)
     assert saved["epoch"] == 1
-    second = train(tiny_scan, TrainingConfig(model=model, nepochs=4, n_groups=None,
-                                             output_dir=str(tmp_path)), quiet_execution(),
-                   resume_from=last)
+    second = train(
+        tiny_scan,
+        TrainingConfig(model=model, nepochs=4, n_groups=None, output_dir=str(tmp_path)),
+        quiet_execution(),
+        resume_from=last,
+    )
     assert second.trainer.current_epoch == 4
     steps_per_epoch = math.ceil(tiny_scan.n_positions / 16)
     assert second.trainer.global_step == 4 * steps_per_epoch
@@ -158,8 +172,13 @@ def test_accelerator_falls_back_to_cpu_with_warning(monkeypatch):
 
 
 def test_gradient_accumulation_steps_optimizer_less_often(tiny_scan, tmp_path):
-    cfg = TrainingConfig(model=ModelConfig(N=32, n_filters_scale=1), nepochs=1, batch_size=8,
-                         n_groups=None, output_dir=str(tmp_path))
+    cfg = TrainingConfig(
+        model=ModelConfig(N=32, n_filters_scale=1),
+        nepochs=1,
+        batch_size=8,
+        n_groups=None,
+        output_dir=str(tmp_path),
+    )
     result = train(tiny_scan, cfg, quiet_execution(accumulate_grad_batches=3))
     batches = math.ceil(tiny_scan.n_positions / 8)
     assert result.trainer.global_step == math.ceil(batches / 3)
@@ -187,8 +206,12 @@ DDP_SCRIPT = textwrap.dedent(
 def test_ddp_on_cpu_with_two_processes(tmp_path):
     script = tmp_path / "ddp_train.py"
     script.write_text(DDP_SCRIPT)
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "out")],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RANK")]
     assert sorted(ln.split()[1] for ln in lines) == ["0", "1"]

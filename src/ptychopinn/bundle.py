@@ -82,7 +82,7 @@ def save_model(
         "model_names": MODEL_NAMES,
         "created_by": f"ptychopinn {__version__}",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "intensity_scale": float(model.intensity_scale),
+        "intensity_scale": float(model.intensity_scale.detach()),
         "N": model.config.N,
         "gridsize": model.config.gridsize,
         "sha256": {name: _sha256(data) for name, data in members.items()},
@@ -106,8 +106,9 @@ def find_archive(path: str | os.PathLike) -> Path:
     if path.is_dir():
         candidate = path / ARCHIVE_NAME
         if not candidate.is_file():
-            raise ArchiveError(f"{path}: expected a model archive '{ARCHIVE_NAME}' in this "
-                               "directory, found none")
+            raise ArchiveError(
+                f"{path}: expected a model archive '{ARCHIVE_NAME}' in this directory, found none"
+            )
         return candidate
     if not path.is_file():
         raise ArchiveError(f"{path}: model archive not found")
@@ -125,8 +126,9 @@ def _read_members(path: Path) -> tuple[dict, dict[str, bytes]]:
                     return _parse(path, izf)
             return _parse(path, zf)
     except (zipfile.BadZipFile, EOFError, zlib_error()) as exc:
-        raise ArchiveError(f"{path}: not a readable model archive (truncated or corrupt zip: "
-                           f"{exc})") from exc
+        raise ArchiveError(
+            f"{path}: not a readable model archive (truncated or corrupt zip: {exc})"
+        ) from exc
 
 
 def zlib_error() -> type[Exception]:
@@ -138,31 +140,38 @@ def zlib_error() -> type[Exception]:
 def _parse(path: Path, zf: zipfile.ZipFile) -> tuple[dict, dict[str, bytes]]:
     names = set(zf.namelist())
     if "manifest.json" not in names:
-        raise ArchiveError(f"{path}: expected 'manifest.json' in the archive, found "
-                           f"{sorted(names)}")
+        raise ArchiveError(
+            f"{path}: expected 'manifest.json' in the archive, found {sorted(names)}"
+        )
     try:
         manifest = json.loads(zf.read("manifest.json"))
     except ValueError as exc:
         raise ArchiveError(f"{path}: manifest.json is not valid JSON ({exc})") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-        raise ArchiveError(f"{path}: manifest format: expected '{FORMAT_NAME}', found "
-                           f"{manifest.get('format') if isinstance(manifest, dict) else manifest!r}")
+        found = manifest.get("format") if isinstance(manifest, dict) else manifest
+        raise ArchiveError(f"{path}: manifest format: expected '{FORMAT_NAME}', found {found!r}")
     version = manifest.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ArchiveError(f"{path}: archive format version {version!r} is newer than this "
-                           f"ptychopinn supports ({FORMAT_VERSION}); upgrade ptychopinn")
+        raise ArchiveError(
+            f"{path}: archive format version {version!r} is newer than this "
+            f"ptychopinn supports ({FORMAT_VERSION}); upgrade ptychopinn"
+        )
     backend = manifest.get("backend")
     if backend != BACKEND:
-        raise ArchiveError(f"{path}: archive was written by the '{backend}' backend; this "
-                           f"installation loads '{BACKEND}' archives only")
+        raise ArchiveError(
+            f"{path}: archive was written by the '{backend}' backend; this "
+            f"installation loads '{BACKEND}' archives only"
+        )
     members = {}
     for name in _MEMBERS:
         if name not in names:
             raise ArchiveError(f"{path}: archive member '{name}' is missing")
         data = zf.read(name)
         if _sha256(data) != manifest.get("sha256", {}).get(name):
-            raise ArchiveError(f"{path}: archive member '{name}' does not match its SHA-256 in "
-                               "the manifest (tampered or corrupt)")
+            raise ArchiveError(
+                f"{path}: archive member '{name}' does not match its SHA-256 in "
+                "the manifest (tampered or corrupt)"
+            )
         members[name] = data
     return manifest, members
 
@@ -174,13 +183,15 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -
     try:
         configs = json.loads(members["configs.json"])
         model_config = from_dict(ModelConfig, configs["model"], source=f"{archive}:configs.json")
-        training = from_dict(TrainingConfig, {**configs["training"], "model": configs["model"]},
-                             source=f"{archive}:configs.json")
+        training = from_dict(
+            TrainingConfig,
+            {**configs["training"], "model": configs["model"]},
+            source=f"{archive}:configs.json",
+        )
     except (KeyError, ValueError, TypeError) as exc:
         raise ArchiveError(f"{archive}: configs.json is not usable ({exc})") from exc
     try:
-        state = torch.load(io.BytesIO(members["weights.pt"]), map_location="cpu",
-                           weights_only=True)
+        state = torch.load(io.BytesIO(members["weights.pt"]), map_location="cpu", weights_only=True)
     except Exception as exc:  # weights_only refuses anything but tensors and containers
         raise ArchiveError(f"{archive}: weights.pt could not be loaded safely ({exc})") from exc
     N = model_config.N

@@ -46,16 +46,28 @@ def save_object_pictures(obj: np.ndarray, output_dir: str | os.PathLike) -> list
     """``reconstructed_amplitude.png`` and ``reconstructed_phase.png`` of a complex object."""
     out = Path(output_dir)
     return [
-        save_image(np.abs(obj), out / "reconstructed_amplitude.png",
-                   title="Reconstructed amplitude", cmap="gray"),
-        save_image(np.angle(obj), out / "reconstructed_phase.png",
-                   title="Reconstructed phase (rad)", cmap="twilight"),
+        save_image(
+            np.abs(obj),
+            out / "reconstructed_amplitude.png",
+            title="Reconstructed amplitude",
+            cmap="gray",
+        ),
+        save_image(
+            np.angle(obj),
+            out / "reconstructed_phase.png",
+            title="Reconstructed phase (rad)",
+            cmap="twilight",
+        ),
     ]
 
 
 def save_comparison(
-    reconstruction: np.ndarray, truth: np.ndarray, path: str | os.PathLike,
-    *, mask: np.ndarray | None = None, metrics: dict | None = None,
+    reconstruction: np.ndarray,
+    truth: np.ndarray,
+    path: str | os.PathLike,
+    *,
+    mask: np.ndarray | None = None,
+    metrics: dict | None = None,
 ) -> Path:
     """Truth / reconstruction / error for amplitude and phase (reconstruction already aligned)."""
     plt = _pyplot()

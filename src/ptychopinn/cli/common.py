@@ -32,6 +32,8 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv=None) -> in
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except OSError as exc:  # unwritable output directory, full disk, ...
-        print(f"{prog}: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
-              file=sys.stderr)
+        print(
+            f"{prog}: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
+            file=sys.stderr,
+        )
         return 2

@@ -18,8 +18,9 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, *, skip=()) -> 
         if f.name in skip or f.name == "model":
             continue
         default = f.default if not callable(f.default_factory) else f.default_factory()  # type: ignore[misc]
-        group.add_argument(f"--{f.name}", default=None, metavar="VALUE",
-                           help=f"(default: {default})")
+        group.add_argument(
+            f"--{f.name}", default=None, metavar="VALUE", help=f"(default: {default})"
+        )
         names.append(f.name)
     return names
 
@@ -30,8 +31,13 @@ def add_execution_flags(parser: argparse.ArgumentParser, only: tuple[str, ...] |
     for f in fields(ExecutionConfig):
         if only is not None and f.name not in only:
             continue
-        group.add_argument(f"--{TORCH_PREFIX}{f.name.replace('_', '-')}", dest=f"torch_{f.name}",
-                           default=None, metavar="VALUE", help=f"(default: {f.default})")
+        group.add_argument(
+            f"--{TORCH_PREFIX}{f.name.replace('_', '-')}",
+            dest=f"torch_{f.name}",
+            default=None,
+            metavar="VALUE",
+            help=f"(default: {f.default})",
+        )
 
 
 def collect(args: argparse.Namespace, names: list[str]) -> dict:
@@ -39,5 +45,8 @@ def collect(args: argparse.Namespace, names: list[str]) -> dict:
 
 
 def execution_overrides(args: argparse.Namespace) -> dict:
-    return {f.name: getattr(args, f"torch_{f.name}") for f in fields(ExecutionConfig)
-            if getattr(args, f"torch_{f.name}", None) is not None}
+    return {
+        f.name: getattr(args, f"torch_{f.name}")
+        for f in fields(ExecutionConfig)
+        if getattr(args, f"torch_{f.name}", None) is not None
+    }

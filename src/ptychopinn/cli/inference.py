@@ -8,6 +8,8 @@ import logging
 import sys
 import time
 
+import numpy as np
+
 from ptychopinn.cli.common import configure_logging, run_cli
 from ptychopinn.cli.config_flags import add_execution_flags, execution_overrides
 from ptychopinn.cli.train import check_backend
@@ -17,16 +19,22 @@ log = logging.getLogger("ptycho_inference")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ptycho_inference",
-                                description="Reconstruct a scan with a trained model.")
-    p.add_argument("--model_path", required=True,
-                   help="directory holding wts.h5.zip, or the archive itself")
+    p = argparse.ArgumentParser(
+        prog="ptycho_inference",
+        allow_abbrev=False,
+        description="Reconstruct a scan with a trained model.",
+    )
+    p.add_argument(
+        "--model_path", required=True, help="directory holding wts.h5.zip, or the archive itself"
+    )
     p.add_argument("--test_data", required=True, help="NPZ file to reconstruct")
     p.add_argument("--output_dir", default="inference_outputs")
-    p.add_argument("--n_images", type=int, default=None,
-                   help="reconstruct only the first n scan positions")
-    p.add_argument("--n_subsample", type=int, default=None,
-                   help="reconstruct a random subset of n positions")
+    p.add_argument(
+        "--n_images", type=int, default=None, help="reconstruct only the first n scan positions"
+    )
+    p.add_argument(
+        "--n_subsample", type=int, default=None, help="reconstruct a random subset of n positions"
+    )
     p.add_argument("--subsample_seed", type=int, default=None)
     p.add_argument("--backend", default="pytorch", choices=("pytorch", "tensorflow"))
     p.add_argument("--comparison_plot", type=parse_bool, nargs="?", const=True, default=True)
@@ -51,15 +59,20 @@ def _main(argv=None) -> int:
     loaded = load_model(args.model_path, device=device)
     data = load_npz(args.test_data)
     if args.n_images is not None:
-        data = data.subset(slice(0, max(1, args.n_images)))
+        data = data.subset(np.arange(min(max(1, args.n_images), data.n_positions)))
     data = subsample(data, args.n_subsample, args.subsample_seed)
     start = time.perf_counter()
-    rec = reconstruct(loaded.model, data, device=device,
-                      batch_size=execution.inference_batch_size, progress=True)
+    rec = reconstruct(
+        loaded.model, data, device=device, batch_size=execution.inference_batch_size, progress=True
+    )
     seconds = time.perf_counter() - start
     metrics = write_outputs(rec, data, args.output_dir, comparison_plot=args.comparison_plot)
-    summary = {"output_dir": args.output_dir, "positions": data.n_positions,
-               "seconds": round(seconds, 3), "patterns_per_s": round(data.n_positions / seconds, 1)}
+    summary = {
+        "output_dir": args.output_dir,
+        "positions": data.n_positions,
+        "seconds": round(seconds, 3),
+        "patterns_per_s": round(data.n_positions / seconds, 1),
+    }
     if metrics:
         summary["metrics"] = {k: round(v, 4) for k, v in metrics.items()}
     print(json.dumps(summary, indent=2))

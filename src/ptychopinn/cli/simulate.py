@@ -18,16 +18,31 @@ from ptychopinn.errors import ConfigError
 log = logging.getLogger("ptycho_simulate")
 
 _SCALAR_FIELDS = {
-    "N": int, "object_size": int, "object_amplitude": str, "object_phase": str,
-    "band_limit": float, "probe_kind": str, "probe_diameter": float, "probe_defocus": float,
-    "probe_curvature": float, "scan_kind": str, "step": float, "n_points": int,
-    "jitter": float, "margin": float, "nphotons": float, "poisson": parse_bool,
-    "seed": int, "object_seed": int,
+    "N": int,
+    "object_size": int,
+    "object_amplitude": str,
+    "object_phase": str,
+    "band_limit": float,
+    "probe_kind": str,
+    "probe_diameter": float,
+    "probe_defocus": float,
+    "probe_curvature": float,
+    "probe_aberration": float,
+    "scan_kind": str,
+    "step": float,
+    "n_points": int,
+    "jitter": float,
+    "margin": float,
+    "nphotons": float,
+    "poisson": parse_bool,
+    "seed": int,
+    "object_seed": int,
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="ptycho_simulate",
         description="Simulate a ptychographic scan (object, probe, positions, Poisson counts) "
         "and write it as an NPZ with objectGuess as ground truth.",
@@ -37,14 +52,20 @@ def build_parser() -> argparse.ArgumentParser:
     known = {f.name for f in fields(SimulationConfig)}
     for name, kind in _SCALAR_FIELDS.items():
         if name in known:
-            p.add_argument(f"--{name}", type=kind, default=None,
-                           help=f"default: {getattr(defaults, name)}")
+            p.add_argument(
+                f"--{name}", type=kind, default=None, help=f"default: {getattr(defaults, name)}"
+            )
     p.add_argument("--amplitude_range", type=float, nargs=2, default=None, metavar=("LO", "HI"))
     p.add_argument("--phase_range", type=float, nargs=2, default=None, metavar=("LO", "HI"))
-    p.add_argument("--as_counts", type=parse_bool, default=False,
-                   help="store raw photon counts in diff3d instead of amplitudes")
-    p.add_argument("--picture", type=parse_bool, default=True,
-                   help="also write <output>.png with an overview")
+    p.add_argument(
+        "--as_counts",
+        type=parse_bool,
+        default=False,
+        help="store raw photon counts in diff3d instead of amplitudes",
+    )
+    p.add_argument(
+        "--picture", type=parse_bool, default=True, help="also write <output>.png with an overview"
+    )
     p.add_argument("--verbose", action="store_true")
     return p
 
@@ -52,18 +73,26 @@ def build_parser() -> argparse.ArgumentParser:
 def _main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
-    overrides = {k: v for k, v in vars(args).items()
-                 if k in _SCALAR_FIELDS or k in ("amplitude_range", "phase_range")}
-    overrides = {k: (tuple(v) if isinstance(v, list) else v) for k, v in overrides.items()
-                 if v is not None}
+    overrides = {
+        k: v
+        for k, v in vars(args).items()
+        if k in _SCALAR_FIELDS or k in ("amplitude_range", "phase_range")
+    }
+    overrides = {
+        k: (tuple(v) if isinstance(v, list) else v) for k, v in overrides.items() if v is not None
+    }
     try:
         cfg = SimulationConfig(**overrides)
     except TypeError as exc:  # a field this SimulationConfig does not have
         raise ConfigError(str(exc)) from exc
     data = simulate_dataset(cfg)
     out = save_npz(data, args.output, as_counts=args.as_counts)
-    summary = {"output": str(out), "positions": data.n_positions, "N": data.N,
-               "object_shape": list(data.canvas_shape())}
+    summary = {
+        "output": str(out),
+        "positions": data.n_positions,
+        "N": data.N,
+        "object_shape": list(data.canvas_shape()),
+    }
     if args.picture:
         from ptychopinn.plotting import save_dataset_overview
 

@@ -34,13 +34,20 @@ log = logging.getLogger("ptycho_train")
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="ptycho_train",
         description="Train a PtychoPINN model. Precedence: command line > --config YAML > "
         "defaults. Boolean values accept true/false.",
     )
     p.add_argument("--config", default=None, help="YAML config (flat or with sections)")
-    p.add_argument("--do_stitching", type=parse_bool, nargs="?", const=True, default=False,
-                   help="reconstruct the test data after training and write pictures/metrics")
+    p.add_argument(
+        "--do_stitching",
+        type=parse_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="reconstruct the test data after training and write pictures/metrics",
+    )
     p.add_argument("--resume_from", default=None, help="Lightning checkpoint to continue from")
     p.add_argument("--verbose", action="store_true")
     model_names = add_config_flags(p, ModelConfig)
@@ -52,8 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_backend(backend: str) -> None:
     if backend == "tensorflow":
-        raise ConfigError("backend 'tensorflow' is not available in this installation (not yet "
-                          "implemented); use --backend pytorch")
+        raise ConfigError(
+            "backend 'tensorflow' is not available in this installation (not yet "
+            "implemented); use --backend pytorch"
+        )
 
 
 def _main(argv=None) -> int:
@@ -64,14 +73,22 @@ def _main(argv=None) -> int:
     execution = load_execution_config(args.config, execution_overrides(args))
     check_backend(training.backend)
     if not training.train_data_file:
-        raise ConfigError("train_data_file: expected a path to an NPZ file (--train_data_file "
-                          "or the YAML), found none")
-    return run_training(training, execution, do_stitching=args.do_stitching,
-                        resume_from=args.resume_from)
+        raise ConfigError(
+            "train_data_file: expected a path to an NPZ file (--train_data_file "
+            "or the YAML), found none"
+        )
+    return run_training(
+        training, execution, do_stitching=args.do_stitching, resume_from=args.resume_from
+    )
 
 
-def run_training(training: TrainingConfig, execution: ExecutionConfig, *,
-                 do_stitching: bool = False, resume_from: str | None = None) -> int:
+def run_training(
+    training: TrainingConfig,
+    execution: ExecutionConfig,
+    *,
+    do_stitching: bool = False,
+    resume_from: str | None = None,
+) -> int:
     """Train, then write the archive, resolved config, loss curve and optional reconstruction."""
     from ptychopinn.plotting import save_loss_curve
     from ptychopinn.workflows.execution import resolve_device
@@ -83,15 +100,27 @@ def run_training(training: TrainingConfig, execution: ExecutionConfig, *,
     out.mkdir(parents=True, exist_ok=True)
     train_data = load_npz(training.train_data_file)
     test_data = load_npz(training.test_data_file) if training.test_data_file else None
-    save_yaml({"training": {k: v for k, v in asdict(training).items() if k != "model"},
-               "model": asdict(training.model), "execution": asdict(execution)},
-              out / "resolved_config.yaml")
-    result = train(train_data, training, execution, test_data=test_data,
-                   resume_from=resume_from, output_dir=out)
+    save_yaml(
+        {
+            "training": {k: v for k, v in asdict(training).items() if k != "model"},
+            "model": asdict(training.model),
+            "execution": asdict(execution),
+        },
+        out / "resolved_config.yaml",
+    )
+    result = train(
+        train_data,
+        training,
+        execution,
+        test_data=test_data,
+        resume_from=resume_from,
+        output_dir=out,
+    )
     if result.trainer.global_rank != 0:
         return 0
-    archive = save_model(result.module.model, out, training_config=training,
-                         execution_config=execution)
+    archive = save_model(
+        result.module.model, out, training_config=training, execution_config=execution
+    )
     summary = {"archive": str(archive), "epochs": result.trainer.current_epoch}
     curve = save_loss_curve(out / "logs" / "metrics.csv", out / "loss_curve.png")
     if curve:
@@ -100,8 +129,13 @@ def run_training(training: TrainingConfig, execution: ExecutionConfig, *,
         if test_data is None:
             raise ConfigError("--do_stitching needs test_data_file (the scan to reconstruct)")
         device = resolve_device(execution.accelerator)
-        rec = reconstruct(result.module.model, test_data, device=device,
-                          batch_size=execution.inference_batch_size, progress=True)
+        rec = reconstruct(
+            result.module.model,
+            test_data,
+            device=device,
+            batch_size=execution.inference_batch_size,
+            progress=True,
+        )
         metrics = write_outputs(rec, test_data, out)
         if metrics:
             summary["metrics"] = {k: round(v, 4) for k, v in metrics.items()}

@@ -463,6 +463,7 @@ def make_probe(
     curvature: float = 0.0,
     pupil_fraction: float = 0.5,
     edge_width: float | None = None,
+    aberration: float = 0.0,
 ) -> np.ndarray:
     """An ``N x N`` complex64 probe centred at ``(N-1)/2``, normalised to ``max|P| == 1``.
 
@@ -498,6 +499,11 @@ def make_probe(
     else:
         raise ConfigError(f"kind: expected one of {', '.join(PROBE_KINDS)}, found {kind!r}")
     probe = probe / np.abs(probe).max()
+    if aberration:
+        # Coma/astigmatism-like odd phase: real optics are never centrosymmetric, and a
+        # symmetric probe leaves every single pattern with a twin-image ambiguity.
+        yy, xx = (np.mgrid[:N, :N] - (N - 1) / 2) / (N / 2)
+        probe = probe * np.exp(1j * aberration * (xx**3 + 0.5 * yy**3 + xx * yy))
     return probe.astype(np.complex64)
 
 
@@ -905,6 +911,7 @@ class SimulationConfig:
     probe_diameter: float | None = None
     probe_defocus: float | None = None
     probe_curvature: float = 0.0
+    probe_aberration: float = 2.0
     scan_kind: str = "raster"
     step: float | None = 7.0
     n_points: int | None = None
@@ -1058,6 +1065,7 @@ def simulate_dataset(
             diameter=cfg.probe_diameter,
             defocus=cfg.probe_defocus,
             curvature=cfg.probe_curvature,
+            aberration=cfg.probe_aberration,
         )
     else:
         probe = np.asarray(probe)

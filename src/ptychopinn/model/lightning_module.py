@@ -95,20 +95,45 @@ class PINNLightningModule(L.LightningModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         terms = self.compute_losses(batch)
         bs = batch["amplitudes"].shape[0]
-        self.log(self.loss_name, terms["loss"], prog_bar=True, on_step=True, on_epoch=True,
-                 batch_size=bs, sync_dist=True)
+        self.log(
+            self.loss_name,
+            terms["loss"],
+            prog_bar=True,
+            on_step=True,
+            on_epoch=True,
+            batch_size=bs,
+            sync_dist=True,
+        )
         for name, value in terms.items():
             if name != "loss":
-                self.log(f"train_{name}", value, on_epoch=True, on_step=False, batch_size=bs,
-                         sync_dist=True)
-        self.log("intensity_scale", self.model.intensity_scale.detach(), on_epoch=True,
-                 on_step=False, batch_size=bs, sync_dist=True)
+                self.log(
+                    f"train_{name}",
+                    value,
+                    on_epoch=True,
+                    on_step=False,
+                    batch_size=bs,
+                    sync_dist=True,
+                )
+        self.log(
+            "intensity_scale",
+            self.model.intensity_scale.detach(),
+            on_epoch=True,
+            on_step=False,
+            batch_size=bs,
+            sync_dist=True,
+        )
         return terms["loss"]
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         terms = self.compute_losses(batch)
-        self.log(self.val_loss_name, terms["loss"], prog_bar=True, on_epoch=True,
-                 batch_size=batch["amplitudes"].shape[0], sync_dist=True)
+        self.log(
+            self.val_loss_name,
+            terms["loss"],
+            prog_bar=True,
+            on_epoch=True,
+            batch_size=batch["amplitudes"].shape[0],
+            sync_dist=True,
+        )
         return terms["loss"]
 
     def configure_optimizers(self) -> Any:
@@ -118,17 +143,21 @@ class PINNLightningModule(L.LightningModule):
         if ex.scheduler == "none":
             return optimizer
         if ex.scheduler == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs,
-                                                               eta_min=ex.learning_rate * 0.01)
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+                optimizer, T_max=epochs, eta_min=ex.learning_rate * 0.01
+            )
         elif ex.scheduler == "step":
-            sched = torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, epochs // 3),
-                                                    gamma=0.3)
+            sched = torch.optim.lr_scheduler.StepLR(
+                optimizer, step_size=max(1, epochs // 3), gamma=0.3
+            )
         elif ex.scheduler == "exponential":
             sched = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.95)
         else:  # plateau
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=3)
-            return {"optimizer": optimizer,
-                    "lr_scheduler": {"scheduler": sched, "monitor": f"{self.loss_name}_epoch"}}
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": {"scheduler": sched, "monitor": f"{self.loss_name}_epoch"},
+            }
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
     def configs(self) -> dict[str, dict]:

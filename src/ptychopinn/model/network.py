@@ -26,7 +26,7 @@ _AMPLITUDE_ACTIVATIONS = {
 def encoder_filters(N: int, n_filters_scale: int) -> list[int]:
     """Filters per encoder block: the last is ``128·s`` and each earlier one halves it."""
     levels = int(math.log2(N)) - 3
-    if levels < 1 or 2**(levels + 3) != N:
+    if levels < 1 or 2 ** (levels + 3) != N:
         raise ValueError(f"N must be a power of two >= 16, found {N}")
     return [128 * n_filters_scale // 2 ** (levels - 1 - i) for i in range(levels)]
 
@@ -106,7 +106,8 @@ class Generator(nn.Module):
             blocks += [ConvBlock(c, f), nn.MaxPool2d(2)]
             c = f
         self.encoder = nn.Sequential(*blocks)
-        self.amplitude = Decoder(filters, channels, _AMPLITUDE_ACTIVATIONS[amp_activation](), full_size)
+        amp_act = _AMPLITUDE_ACTIVATIONS[amp_activation]()
+        self.amplitude = Decoder(filters, channels, amp_act, full_size)
         self.phase = Decoder(filters, channels, _Scaled(nn.Tanh(), math.pi), full_size)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:

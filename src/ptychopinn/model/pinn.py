@@ -23,6 +23,8 @@ from ptychopinn.physics.patches import group_canvas_to_patches, patches_to_group
 
 #: Object amplitude that the initial intensity scale assumes; mid-range of a sigmoid.
 REFERENCE_AMPLITUDE = 0.5
+#: Smallest weight of a patch pixel in the shared group canvas (relative to the probe peak).
+OVERLAP_WEIGHT_FLOOR = 1e-3
 
 
 def normalise_probe(probe: np.ndarray | Tensor, N: int) -> Tensor:
@@ -52,7 +54,7 @@ class ForwardOutput:
 
 
 class PtychoPINN(nn.Module):
-    """Generator plus differentiable physics; ``forward`` maps measured amplitudes to predictions."""
+    """Generator plus differentiable physics: measured amplitudes in, predictions out."""
 
     def __init__(
         self,
@@ -109,11 +111,25 @@ class PtychoPINN(nn.Module):
             patches = self.apply_overlap_constraint(patches, offsets)
         return patches
 
+    def overlap_weights(self) -> Tensor:
+        """Per-pixel confidence of a patch: its illumination ``|P|^2`` (max 1), floored.
+
+        A single pattern says nothing about the object where the probe is dark, so each patch
+        contributes to the shared canvas in proportion to how strongly it was lit there.
+        """
+        intensity = self.probe.detach().abs() ** 2
+        return intensity / intensity.max() + OVERLAP_WEIGHT_FLOOR
+
     def apply_overlap_constraint(self, patches: Tensor, offsets: Tensor) -> Tensor:
+        """Merge the C patches of each group into one canvas (illumination-weighted) and
+        cut them out again, so overlapping patches must agree on one object."""
         N = patches.shape[-1]
         extent = int(math.ceil(float(offsets.abs().max()))) if offsets.numel() else 0
         canvas_size = N + 2 * extent
-        canvas = patches_to_group_canvas(patches, offsets, canvas_size)
+        weights = self.overlap_weights().to(patches.dtype).expand_as(patches)
+        numerator = patches_to_group_canvas(patches * weights, offsets, canvas_size)
+        denominator = patches_to_group_canvas(weights, offsets, canvas_size).real
+        canvas = numerator / denominator.clamp_min(OVERLAP_WEIGHT_FLOOR)
         return group_canvas_to_patches(canvas, offsets, N)
 
     def diffraction_amplitude(self, patches: Tensor) -> Tensor:

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def resolve_accelerator(name: str) -> str:
-    """Map ``auto|cpu|cuda|gpu|mps`` to an available accelerator, falling back to CPU with a warning."""
+    """Map ``auto|cpu|cuda|gpu|mps`` to an available accelerator (CPU fallback warns)."""
     name = name.lower()
     if name == "auto":
         if torch.cuda.is_available():
@@ -30,14 +30,20 @@ def resolve_accelerator(name: str) -> str:
     if name in ("cuda", "gpu"):
         if torch.cuda.is_available():
             return "cuda"
-        warnings.warn(f"accelerator '{name}' requested but CUDA is not available: using the CPU",
-                      RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"accelerator '{name}' requested but CUDA is not available: using the CPU",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return "cpu"
     if name == "mps":
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return "mps"
-        warnings.warn("accelerator 'mps' requested but not available: using the CPU",
-                      RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            "accelerator 'mps' requested but not available: using the CPU",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return "cpu"
     if name == "cpu":
         return "cpu"
@@ -64,8 +70,11 @@ class SaveOnInterrupt(cb.Callback):
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exc: BaseException):
         trainer.save_checkpoint(str(self.path))
-        log.warning("training stopped (%s): resumable checkpoint written to %s",
-                    type(exc).__name__, self.path)
+        log.warning(
+            "training stopped (%s): resumable checkpoint written to %s",
+            type(exc).__name__,
+            self.path,
+        )
 
 
 def _make_logger(kind: str, output_dir: Path):
@@ -104,14 +113,23 @@ def build_trainer(
     callbacks: list = list(extra_callbacks or [])
     if execution.enable_checkpointing:
         ckpt_dir = output_dir / "checkpoints"
-        callbacks.append(cb.ModelCheckpoint(
-            dirpath=str(ckpt_dir), filename="best-{epoch:03d}", monitor=monitor, mode="min",
-            save_top_k=execution.checkpoint_save_top_k, save_last=True,
-        ))
+        callbacks.append(
+            cb.ModelCheckpoint(
+                dirpath=str(ckpt_dir),
+                filename="best-{epoch:03d}",
+                monitor=monitor,
+                mode="min",
+                save_top_k=execution.checkpoint_save_top_k,
+                save_last=True,
+            )
+        )
         callbacks.append(SaveOnInterrupt(ckpt_dir))
     if execution.early_stopping_patience is not None:
-        callbacks.append(cb.EarlyStopping(monitor=monitor, mode="min",
-                                          patience=execution.early_stopping_patience))
+        callbacks.append(
+            cb.EarlyStopping(
+                monitor=monitor, mode="min", patience=execution.early_stopping_patience
+            )
+        )
     return L.Trainer(
         accelerator=accelerator,
         devices=execution.devices,

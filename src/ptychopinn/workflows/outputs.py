@@ -31,8 +31,9 @@ def save_reconstruction_npz(rec: Reconstruction, path: str | os.PathLike) -> Pat
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
-            np.savez(fh, object=rec.object, weights=rec.weights, xcoords=rec.xcoords,
-                     ycoords=rec.ycoords)
+            np.savez(
+                fh, object=rec.object, weights=rec.weights, xcoords=rec.xcoords, ycoords=rec.ycoords
+            )
 
     return _atomic_write_bytes(path, write)
 
@@ -43,8 +44,11 @@ def write_json(obj: dict, path: str | os.PathLike) -> Path:
 
 
 def write_outputs(
-    rec: Reconstruction, data: PtychoData, output_dir: str | os.PathLike,
-    *, comparison_plot: bool = True,
+    rec: Reconstruction,
+    data: PtychoData,
+    output_dir: str | os.PathLike,
+    *,
+    comparison_plot: bool = True,
 ) -> dict | None:
     """Pictures + ``reconstruction.npz``; with ground truth also ``metrics.json`` and a plot.
 
@@ -56,12 +60,12 @@ def write_outputs(
     save_reconstruction_npz(rec, out / "reconstruction.npz")
     if data.object is None:
         return None
-    metrics = evaluate(rec.object, data.object, xcoords=rec.xcoords, ycoords=rec.ycoords,
-                       N=data.N)
+    metrics = evaluate(rec.object, data.object, xcoords=rec.xcoords, ycoords=rec.ycoords, N=data.N)
     write_json(metrics, out / "metrics.json")
     if comparison_plot:
         mask = scanned_region_mask(rec.xcoords, rec.ycoords, data.N, data.object.shape)
         aligned, _ = align(rec.object, data.object, mask=mask)
-        save_comparison(aligned, data.object, out / "comparison_plot.png", mask=mask,
-                        metrics=metrics)
+        save_comparison(
+            aligned, data.object, out / "comparison_plot.png", mask=mask, metrics=metrics
+        )
     return metrics

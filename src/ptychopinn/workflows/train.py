@@ -82,7 +82,10 @@ def build_module(
     scale = initial_intensity_scale(data.diffraction, probe)
     train_dict = {k: v for k, v in asdict(training).items() if k != "model"}
     return PINNLightningModule(
-        asdict(training.model), train_dict, asdict(execution), intensity_scale=scale,
+        asdict(training.model),
+        train_dict,
+        asdict(execution),
+        intensity_scale=scale,
         probe=data.probe,
     )
 
@@ -113,22 +116,34 @@ def train(
     supervised = training.model.model_type == "supervised"
     needs_labels = supervised or training.realspace_mae_weight > 0 or training.realspace_weight > 0
     data = subsample(train_data, training.n_subsample, training.subsample_seed)
-    dataset, groups = make_group_dataset(data, training, seed=training.seed,
-                                         need_labels=needs_labels)
+    dataset, groups = make_group_dataset(
+        data, training, seed=training.seed, need_labels=needs_labels
+    )
     module = build_module(data, training, execution)
-    loader_kw = dict(batch_size=training.batch_size, num_workers=execution.num_workers,
-                     persistent_workers=execution.num_workers > 0)
+    loader_kw = dict(
+        batch_size=training.batch_size,
+        num_workers=execution.num_workers,
+        persistent_workers=execution.num_workers > 0,
+    )
     train_loader = DataLoader(dataset, shuffle=True, drop_last=False, **loader_kw)
     val_loader = None
     if test_data is not None:
-        val_set, _ = make_group_dataset(test_data, training, seed=training.seed + 1,
-                                        need_labels=needs_labels)
+        val_set, _ = make_group_dataset(
+            test_data, training, seed=training.seed + 1, need_labels=needs_labels
+        )
         val_loader = DataLoader(val_set, shuffle=False, **loader_kw)
     monitor = module.val_loss_name if val_loader is not None else f"{module.loss_name}_epoch"
-    trainer = build_trainer(execution, max_epochs=training.nepochs, output_dir=output_dir,
-                            monitor=monitor)
-    log.info("training on %d groups of %d positions (%d scan positions), intensity scale %.4g",
-             len(dataset), groups.C, data.n_positions, float(module.model.intensity_scale))
-    trainer.fit(module, train_loader, val_loader,
-                ckpt_path=str(resume_from) if resume_from else None)
+    trainer = build_trainer(
+        execution, max_epochs=training.nepochs, output_dir=output_dir, monitor=monitor
+    )
+    log.info(
+        "training on %d groups of %d positions (%d scan positions), intensity scale %.4g",
+        len(dataset),
+        groups.C,
+        data.n_positions,
+        float(module.model.intensity_scale.detach()),
+    )
+    trainer.fit(
+        module, train_loader, val_loader, ckpt_path=str(resume_from) if resume_from else None
+    )
     return TrainResult(module=module, trainer=trainer, groups=groups, output_dir=output_dir)
