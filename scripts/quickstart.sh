@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-outputs/quickstart}
-EPOCHS=${EPOCHS:-30}
+EPOCHS=${EPOCHS:-20}
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
@@ -13,12 +13,12 @@ python -m pip install -q torch==2.13.0
 python -m pip install -q -e .
 mkdir -p "$OUT"
 echo "== simulating training and test scans (64x64 patterns, 1e6 photons)"
-ptycho_simulate --output "$OUT/train.npz" --N 64 --object_size 256 --seed 1
-ptycho_simulate --output "$OUT/test.npz" --N 64 --object_size 256 --seed 1 --object_seed 7
+ptycho_simulate --output "$OUT/train.npz" --N 64 --object_size 192 --seed 1
+ptycho_simulate --output "$OUT/test.npz" --N 64 --object_size 192 --seed 1 --object_seed 7
 echo "== training ($EPOCHS epochs on the CPU)"
 ptycho_train --train_data_file "$OUT/train.npz" --test_data_file "$OUT/test.npz" \
   --output_dir "$OUT/model" --N 64 --gridsize 1 --n_filters_scale 1 --n_groups none \
-  --nepochs "$EPOCHS" --batch_size 16 --torch-learning-rate 2e-3 --torch-scheduler cosine \
+  --nepochs "$EPOCHS" --batch_size 4 --torch-learning-rate 1e-3 \
   --torch-accelerator cpu
 echo "== reconstructing the training scan and the unseen test scan"
 ptycho_inference --model_path "$OUT/model" --test_data "$OUT/train.npz" --output_dir "$OUT/recon_train"
