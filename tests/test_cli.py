@@ -345,7 +345,7 @@ def test_unwritable_output_dir(workdir, tmp_path, capsys):
 
 
 def test_console_scripts_are_installed():
-    for name in ("ptycho_simulate", "ptycho_train", "ptycho_inference"):
+    for name in ("ptycho_simulate", "ptycho_train", "ptycho_inference", "ptycho_evaluate"):
         proc = subprocess.run(
             [Path(sys.executable).parent / name, "--help"],
             capture_output=True,
@@ -353,3 +353,105 @@ def test_console_scripts_are_installed():
             timeout=120,
         )
         assert proc.returncode == 0 and "usage" in proc.stdout
+
+
+def test_evaluate_scores_a_reconstruction(workdir, tmp_path, capsys):
+    from ptychopinn.cli import evaluate as evaluate_cli
+
+    recon = workdir / "model" / "reconstruction.npz"
+    out = tmp_path / "m.json"
+    code = evaluate_cli.main(
+        [
+            "--reconstruction",
+            str(recon),
+            "--ground_truth",
+            str(workdir / "test.npz"),
+            "--output",
+            str(out),
+            "--comparison_plot",
+            str(tmp_path / "c.png"),
+        ]
+    )
+    assert code == 0
+    metrics = json.loads(out.read_text())
+    assert metrics == json.loads(capsys.readouterr().out)
+    assert -1 <= metrics["amp_ssim"] <= 1 and (tmp_path / "c.png").exists()
+    # The truth scores perfectly against itself.
+    truth = tmp_path / "truth.npz"
+    np.savez(truth, object=load_npz(workdir / "test.npz").object)
+    assert (
+        evaluate_cli.main(
+            ["--reconstruction", str(truth), "--ground_truth", str(workdir / "test.npz")]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["amp_ssim"] > 0.999
+    code, err = _run(
+        evaluate_cli.main,
+        [
+            "--reconstruction",
+            str(workdir / "train.npz"),
+            "--ground_truth",
+            str(workdir / "test.npz"),
+        ],
+        capsys,
+    )
+    assert code == 2 and "'object'" in err
+
+
+INTERRUPT_SCRIPT = """
+import os, signal, sys, threading
+import lightning as L
+from ptychopinn.cli import train as train_cli
+
+class Interrupt(L.Callback):
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.current_epoch == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+import ptychopinn.workflows.execution as execution
+original = execution.build_trainer
+def with_interrupt(*a, **k):
+    k["extra_callbacks"] = [Interrupt()]
+    return original(*a, **k)
+execution.build_trainer = with_interrupt
+import ptychopinn.workflows.train as train_mod
+train_mod.build_trainer = with_interrupt
+sys.exit(train_cli.main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_leaves_a_resumable_checkpoint(workdir, tmp_path):
+    script = tmp_path / "interrupt.py"
+    script.write_text(INTERRUPT_SCRIPT)
+    out = tmp_path / "model"
+    args = [
+        "--train_data_file",
+        str(workdir / "train.npz"),
+        "--output_dir",
+        str(out),
+        *FAST_TRAIN,
+        "--nepochs",
+        "3",
+    ]
+    proc = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "--resume_from" in proc.stderr
+    ckpt = out / "checkpoints" / "interrupted.ckpt"
+    assert ckpt.exists() and not (out / ARCHIVE_NAME).exists()
+    code = train_cli.main(
+        [
+            "--train_data_file",
+            str(workdir / "train.npz"),
+            "--output_dir",
+            str(out),
+            "--resume_from",
+            str(ckpt),
+            *FAST_TRAIN,
+            "--nepochs",
+            "3",
+        ]
+    )
+    assert code == 0 and (out / ARCHIVE_NAME).exists()

@@ -19,3 +19,7 @@ class DataValidationError(PtychoPINNError, ValueError):
 
 class ArchiveError(PtychoPINNError, ValueError):
     """A model archive is missing, corrupt, tampered with or incompatible."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training was stopped by the user (Ctrl-C); the message says how to resume."""

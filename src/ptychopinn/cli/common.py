@@ -28,8 +28,8 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv=None) -> in
     except PtychoPINNError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"{prog}: interrupted{': ' + str(exc) if str(exc) else ''}", file=sys.stderr)
         return 130
     except OSError as exc:  # unwritable output directory, full disk, ...
         print(

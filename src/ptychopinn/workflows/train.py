@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from ptychopinn.data.grouping import Groups, group_positions
 from ptychopinn.data.groups_dataset import GroupDataset
 from ptychopinn.data.simulate import extract_patches_exact
 from ptychopinn.data.types import PtychoData
-from ptychopinn.errors import DataValidationError
+from ptychopinn.errors import DataValidationError, TrainingInterrupted
 from ptychopinn.model.lightning_module import PINNLightningModule
 from ptychopinn.model.pinn import initial_intensity_scale, normalise_probe
 from ptychopinn.workflows.execution import build_trainer
@@ -90,6 +91,25 @@ def build_module(
     )
 
 
+def fit_interruptibly(trainer, module, train_loader, val_loader, resume_from, output_dir) -> None:
+    """``trainer.fit``, turning Lightning's exit on Ctrl-C into :class:`TrainingInterrupted`."""
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        trainer.fit(
+            module, train_loader, val_loader, ckpt_path=str(resume_from) if resume_from else None
+        )
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+        ckpt = Path(output_dir) / "checkpoints" / "interrupted.ckpt"
+        hint = f"; resume with --resume_from {ckpt}" if ckpt.exists() else ""
+        raise TrainingInterrupted(
+            f"training interrupted at epoch {trainer.current_epoch}{hint}"
+        ) from None
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning leaves SIGINT ignored
+
+
 def train(
     train_data: PtychoData,
     training: TrainingConfig,
@@ -143,7 +163,5 @@ def train(
         data.n_positions,
         float(module.model.intensity_scale.detach()),
     )
-    trainer.fit(
-        module, train_loader, val_loader, ckpt_path=str(resume_from) if resume_from else None
-    )
+    fit_interruptibly(trainer, module, train_loader, val_loader, resume_from, output_dir)
     return TrainResult(module=module, trainer=trainer, groups=groups, output_dir=output_dir)
