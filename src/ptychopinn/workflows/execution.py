@@ -113,6 +113,8 @@ def build_trainer(
     callbacks: list = list(extra_callbacks or [])
     if execution.enable_checkpointing:
         ckpt_dir = output_dir / "checkpoints"
+        # Best by the monitored loss; "last" written every epoch by its own callback, since
+        # Lightning's save_last only refreshes it when a new best is saved.
         callbacks.append(
             cb.ModelCheckpoint(
                 dirpath=str(ckpt_dir),
@@ -120,7 +122,15 @@ def build_trainer(
                 monitor=monitor,
                 mode="min",
                 save_top_k=execution.checkpoint_save_top_k,
-                save_last=True,
+            )
+        )
+        callbacks.append(
+            cb.ModelCheckpoint(
+                dirpath=str(ckpt_dir),
+                filename="last",
+                monitor=None,
+                save_top_k=1,
+                enable_version_counter=False,
             )
         )
         callbacks.append(SaveOnInterrupt(ckpt_dir))
