@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -186,7 +187,8 @@ def test_gradient_accumulation_steps_optimizer_less_often(tiny_scan, tmp_path):
 
 DDP_SCRIPT = textwrap.dedent(
     """
-    import sys, torch
+    import json, sys, torch
+    from pathlib import Path
     from ptychopinn.config import ExecutionConfig, ModelConfig, TrainingConfig
     from ptychopinn.data.simulate import simulate_dataset
     from ptychopinn.workflows.train import train
@@ -196,23 +198,25 @@ DDP_SCRIPT = textwrap.dedent(
     ex = ExecutionConfig(accelerator="cpu", devices=2, strategy="ddp", logger="none",
                          enable_progress_bar=False)
     r = train(d, cfg, ex)
-    print("RANK", r.trainer.global_rank, "WORLD", r.trainer.world_size, "STEP",
-          r.trainer.global_step, "BACKEND", torch.distributed.get_backend() if
-          torch.distributed.is_initialized() else "none", flush=True)
+    backend = torch.distributed.get_backend() if torch.distributed.is_initialized() else "none"
+    result = {"rank": r.trainer.global_rank, "world": r.trainer.world_size,
+              "steps": r.trainer.global_step, "backend": backend, "positions": d.n_positions}
+    Path(sys.argv[1], f"rank{r.trainer.global_rank}.json").write_text(json.dumps(result))
     """
 )
 
 
 def test_ddp_on_cpu_with_two_processes(tmp_path):
+    """Two gloo processes each train on half of the groups (one file per rank)."""
     script = tmp_path / "ddp_train.py"
     script.write_text(DDP_SCRIPT)
+    out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "out")],
-        capture_output=True,
-        text=True,
-        timeout=300,
+        [sys.executable, str(script), str(out)], capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RANK")]
-    assert sorted(ln.split()[1] for ln in lines) == ["0", "1"]
-    assert all("WORLD 2" in ln and "BACKEND gloo" in ln for ln in lines)
+    results = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["rank"] for r in results] == [0, 1]
+    assert all(r["world"] == 2 and r["backend"] == "gloo" for r in results)
+    per_rank = math.ceil(results[0]["positions"] / 2)
+    assert all(r["steps"] == 2 * math.ceil(per_rank / 8) for r in results)
