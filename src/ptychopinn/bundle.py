@@ -13,7 +13,8 @@ import io
 import json
 import os
 import zipfile
-from dataclasses import dataclass
+import zlib
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -58,8 +59,6 @@ def save_model(
     execution_config: ExecutionConfig | None = None,
 ) -> Path:
     """Write ``<output_dir>/wts.h5.zip`` atomically and return its path."""
-    from dataclasses import asdict
-
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
@@ -125,16 +124,10 @@ def _read_members(path: Path) -> tuple[dict, dict[str, bytes]]:
                 with zipfile.ZipFile(inner) as izf:
                     return _parse(path, izf)
             return _parse(path, zf)
-    except (zipfile.BadZipFile, EOFError, zlib_error()) as exc:
+    except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
         raise ArchiveError(
             f"{path}: not a readable model archive (truncated or corrupt zip: {exc})"
         ) from exc
-
-
-def zlib_error() -> type[Exception]:
-    import zlib
-
-    return zlib.error
 
 
 def _parse(path: Path, zf: zipfile.ZipFile) -> tuple[dict, dict[str, bytes]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import warnings
@@ -37,3 +38,11 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv=None) -> in
             file=sys.stderr,
         )
         return 2
+
+
+def print_summary(summary: dict, metrics: dict | None = None) -> int:
+    """Print a run's summary as JSON (metrics rounded for reading) and return exit code 0."""
+    if metrics:
+        summary["metrics"] = {k: round(v, 4) for k, v in metrics.items()}
+    print(json.dumps(summary, indent=2))
+    return 0

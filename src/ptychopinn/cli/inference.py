@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
 
 import numpy as np
 
-from ptychopinn.cli.common import configure_logging, run_cli
+from ptychopinn.cli.common import configure_logging, print_summary, run_cli
 from ptychopinn.cli.config_flags import add_execution_flags, execution_overrides
 from ptychopinn.cli.train import check_backend
 from ptychopinn.config import ExecutionConfig, from_dict, parse_bool
@@ -73,10 +72,7 @@ def _main(argv=None) -> int:
         "seconds": round(seconds, 3),
         "patterns_per_s": round(data.n_positions / seconds, 1),
     }
-    if metrics:
-        summary["metrics"] = {k: round(v, 4) for k, v in metrics.items()}
-    print(json.dumps(summary, indent=2))
-    return 0
+    return print_summary(summary, metrics)
 
 
 def main(argv=None) -> int:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
 from ptychopinn.bundle import save_model
-from ptychopinn.cli.common import configure_logging, run_cli
+from ptychopinn.cli.common import configure_logging, print_summary, run_cli
 from ptychopinn.cli.config_flags import (
     add_config_flags,
     add_execution_flags,
@@ -125,6 +124,7 @@ def run_training(
     curve = save_loss_curve(out / "logs" / "metrics.csv", out / "loss_curve.png")
     if curve:
         summary["loss_curve"] = str(curve)
+    metrics = None
     if do_stitching:
         if test_data is None:
             raise ConfigError("--do_stitching needs test_data_file (the scan to reconstruct)")
@@ -137,10 +137,7 @@ def run_training(
             progress=True,
         )
         metrics = write_outputs(rec, test_data, out)
-        if metrics:
-            summary["metrics"] = {k: round(v, 4) for k, v in metrics.items()}
-    print(json.dumps(summary, indent=2))
-    return 0
+    return print_summary(summary, metrics)
 
 
 def main(argv=None) -> int:
