@@ -740,7 +740,7 @@ def _load(
         o_own, o_model = _split(cls, overrides, "overrides")
         own.update(o_own)
         model.update(o_model)
-        source += " (with overrides)"
+        source = "overrides" if path is None else f"{path} + overrides"
     data = {**own, "model": model} if _has_model(cls) else own
     return from_dict(cls, data, source=source)
 
