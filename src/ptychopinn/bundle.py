@@ -21,7 +21,13 @@ from pathlib import Path
 import torch
 
 from ptychopinn import __version__
-from ptychopinn.config import ExecutionConfig, ModelConfig, TrainingConfig, from_dict
+from ptychopinn.config import (
+    ExecutionConfig,
+    ModelConfig,
+    TrainingConfig,
+    config_sections,
+    from_dict,
+)
 from ptychopinn.errors import ArchiveError
 from ptychopinn.model.pinn import PtychoPINN
 
@@ -64,12 +70,8 @@ def save_model(
     buffer = io.BytesIO()
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     torch.save(state, buffer)
-    training = {k: v for k, v in asdict(training_config).items() if k != "model"}
-    configs = {
-        "model": asdict(model.config),
-        "training": training,
-        "execution": asdict(execution_config or ExecutionConfig()),
-    }
+    configs = config_sections(training_config, execution_config)
+    configs["model"] = asdict(model.config)  # the architecture actually saved
     members = {
         "configs.json": json.dumps(configs, indent=2, default=str).encode(),
         "weights.pt": buffer.getvalue(),

@@ -23,7 +23,7 @@ import tempfile
 import types
 import typing
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar, Union
 
@@ -587,6 +587,18 @@ def from_dict(cls: type[C], data: Mapping[str, Any], *, source: str = "<dict>") 
 # --------------------------------------------------------------------------------------
 # YAML I/O
 # --------------------------------------------------------------------------------------
+
+
+def config_sections(
+    training: TrainingConfig, execution: ExecutionConfig | None = None
+) -> dict[str, dict[str, Any]]:
+    """``{"model", "training", "execution"}`` as plain dicts (``training`` without ``model``):
+    the layout of resolved-config files, model archives and Lightning hyper-parameters."""
+    return {
+        "model": asdict(training.model),
+        "training": {k: v for k, v in asdict(training).items() if k != "model"},
+        "execution": asdict(execution or ExecutionConfig()),
+    }
 
 
 def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:

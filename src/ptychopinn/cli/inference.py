@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 
@@ -13,8 +12,6 @@ from ptychopinn.cli.common import configure_logging, print_summary, run_cli
 from ptychopinn.cli.config_flags import add_execution_flags, execution_overrides
 from ptychopinn.cli.train import check_backend
 from ptychopinn.config import ExecutionConfig, from_dict, parse_bool
-
-log = logging.getLogger("ptycho_inference")
 
 
 def build_parser() -> argparse.ArgumentParser:

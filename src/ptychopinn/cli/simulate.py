@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -14,8 +13,6 @@ from ptychopinn.config import parse_bool
 from ptychopinn.data.npz import save_npz
 from ptychopinn.data.simulate import SimulationConfig, simulate_dataset
 from ptychopinn.errors import ConfigError
-
-log = logging.getLogger("ptycho_simulate")
 
 _SCALAR_FIELDS = {
     "N": int,

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 from ptychopinn.bundle import save_model
@@ -20,6 +18,7 @@ from ptychopinn.config import (
     ExecutionConfig,
     ModelConfig,
     TrainingConfig,
+    config_sections,
     load_execution_config,
     load_training_config,
     parse_bool,
@@ -27,8 +26,6 @@ from ptychopinn.config import (
 )
 from ptychopinn.data.npz import load_npz
 from ptychopinn.errors import ConfigError
-
-log = logging.getLogger("ptycho_train")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,14 +96,7 @@ def run_training(
     out.mkdir(parents=True, exist_ok=True)
     train_data = load_npz(training.train_data_file)
     test_data = load_npz(training.test_data_file) if training.test_data_file else None
-    save_yaml(
-        {
-            "training": {k: v for k, v in asdict(training).items() if k != "model"},
-            "model": asdict(training.model),
-            "execution": asdict(execution),
-        },
-        out / "resolved_config.yaml",
-    )
+    save_yaml(config_sections(training, execution), out / "resolved_config.yaml")
     result = train(
         train_data,
         training,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 import lightning as L
@@ -159,11 +158,3 @@ class PINNLightningModule(L.LightningModule):
                 "lr_scheduler": {"scheduler": sched, "monitor": f"{self.loss_name}_epoch"},
             }
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
-
-    def configs(self) -> dict[str, dict]:
-        """The three configs as plain dicts (for archives and logs)."""
-        return {
-            "model": asdict(self.model_config),
-            "training": {k: v for k, v in asdict(self.training_config).items() if k != "model"},
-            "execution": asdict(self.execution_config),
-        }

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import signal
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader
 
-from ptychopinn.config import ExecutionConfig, TrainingConfig
+from ptychopinn.config import ExecutionConfig, TrainingConfig, config_sections
 from ptychopinn.data.grouping import Groups, group_positions
 from ptychopinn.data.groups_dataset import GroupDataset
 from ptychopinn.data.simulate import extract_patches_exact
@@ -81,11 +81,11 @@ def build_module(
     """A fresh module whose probe and intensity scale come from the training data."""
     probe = normalise_probe(data.probe, training.model.N)
     scale = initial_intensity_scale(data.diffraction, probe)
-    train_dict = {k: v for k, v in asdict(training).items() if k != "model"}
+    sections = config_sections(training, execution)
     return PINNLightningModule(
-        asdict(training.model),
-        train_dict,
-        asdict(execution),
+        sections["model"],
+        sections["training"],
+        sections["execution"],
         intensity_scale=scale,
         probe=data.probe,
     )
