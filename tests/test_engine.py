@@ -16,7 +16,7 @@ from ptychopinn.config import ExecutionConfig, ModelConfig, TrainingConfig
 from ptychopinn.data.simulate import far_field_intensity
 from ptychopinn.errors import DataValidationError
 from ptychopinn.metrics import evaluate
-from ptychopinn.model.network import Generator
+from ptychopinn.model.network import Generator, SpatialMixing
 from ptychopinn.model.pinn import PtychoPINN
 from ptychopinn.workflows.execution import resolve_accelerator
 from ptychopinn.workflows.infer import reconstruct
@@ -36,6 +36,29 @@ def test_generator_shapes_and_ranges(N, gridsize):
     assert amp.shape == phase.shape == (2, c, N, N)
     assert float(amp.min()) >= 0 and float(amp.max()) <= 1
     assert float(phase.abs().max()) <= math.pi
+
+
+@pytest.mark.parametrize("normalization", ["none", "batch", "group"])
+@pytest.mark.parametrize("global_mixing", [False, True])
+def test_generator_options(normalization, global_mixing):
+    gen = Generator(
+        32, 4, n_filters_scale=1, normalization=normalization, global_mixing=global_mixing
+    )
+    amp, phase = gen(torch.rand(3, 4, 32, 32))
+    assert amp.shape == phase.shape == (3, 4, 32, 32)
+    n_norm = sum(isinstance(m, (torch.nn.BatchNorm2d, torch.nn.GroupNorm)) for m in gen.modules())
+    assert (n_norm > 0) == (normalization != "none")
+
+
+def test_global_mixing_starts_as_identity_and_mixes_all_positions():
+    mix = SpatialMixing(4)
+    z = torch.randn(2, 3, 4, 4)
+    assert torch.equal(mix(z), z)
+    torch.nn.init.normal_(mix.mix.weight)
+    z2 = z.clone()
+    z2[..., 0, 0] += 10.0  # change one position: every position of the output may change
+    changed = (mix(z2) - mix(z)).abs()[..., 1:, 1:]
+    assert float(changed.max()) > 0
 
 
 def test_centre_only_decoder_zero_pads():

@@ -269,3 +269,19 @@ def test_featureless_reconstruction_is_not_registered(truth):
         res = metrics.evaluate(flat, truth)
     assert res["shift_x"] == 0.0 and res["shift_y"] == 0.0
     assert res["phase_ssim"] < 0.3 and res["frc50"] < 0.3
+
+
+def test_implausibly_large_registration_is_rejected(truth):
+    """A poor reconstruction whose best correlation is a wrap-around shift is compared
+    in place (with a warning), not shifted half-way across the canvas."""
+    n = truth.shape[0]
+    other = smooth_object(seed=9)
+    # Same content as the truth, displaced by half the canvas: "best" registration is n/2.
+    fooled = np.roll(truth, (n // 2, n // 2), axis=(0, 1)) * 0.5 + other * 0.5
+    with pytest.warns(UserWarning, match="comparing without registration"):
+        aligned, info = metrics.align(fooled, truth)
+    assert info["shift"] == [0.0, 0.0]
+    assert np.all(np.isfinite(aligned))
+    # Genuine small shifts are still registered.
+    _, info = metrics.align(corrupt(truth), truth)
+    assert np.allclose(info["shift"], [-SHIFT[0], -SHIFT[1]], atol=0.1)

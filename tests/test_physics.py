@@ -490,3 +490,46 @@ def test_amplitude_and_realspace_mae(device):
     b = torch.tensor([[1 + 0j, 3 + 4j], [2j, 0j]], dtype=torch.complex64, device=device)
     assert math.isclose(float(realspace_mae(a, b)), (1 + 5 + 0 + 3) / 4, rel_tol=1e-6)
     assert realspace_mae(a[None], b[None], reduction="per_pattern").shape == (1,)
+
+
+def test_phase_agreement_removes_per_patch_phase_offsets():
+    """Patches of one object, each with a random global phase: rotating every patch into
+    agreement with what is already stitched recovers the object (up to one global phase)."""
+    rng = np.random.default_rng(3)
+    n, size = 16, 64
+    yy, xx = np.mgrid[:size, :size]
+    obj = (0.7 + 0.2 * np.sin(xx / 5.0)) * np.exp(1j * np.cos(yy / 6.0 + xx / 9.0))
+    obj_t = torch.from_numpy(obj.astype(np.complex64))
+    cy, cx = np.meshgrid(np.arange(12.0, 52.0, 4.0), np.arange(12.0, 52.0, 4.0), indexing="ij")
+    centres = torch.from_numpy(np.stack([cx.ravel(), cy.ravel()], 1))
+    patches = extract_patches(obj_t, centres, n)
+    offsets = torch.from_numpy(rng.uniform(-math.pi, math.pi, len(centres))).float()
+    scrambled = patches * torch.polar(torch.ones_like(offsets), offsets)[:, None, None]
+
+    def stitch(align: bool) -> torch.Tensor:
+        acc = PatchAccumulator((size, size), n)
+        for s in range(0, len(centres), 2):
+            p, c = scrambled[s : s + 2], centres[s : s + 2]
+            if align:
+                p = p * acc.phase_agreement(p, c)[:, None, None]
+            acc.add(p, c)
+        canvas, weight = acc.result()
+        return canvas[weight > 0.5]
+
+    truth = obj_t[acc_mask(size, centres, n)]
+    errors = {}
+    for align in (False, True):
+        rec = stitch(align)
+        rec = rec * torch.exp(-1j * torch.angle((rec * truth.conj()).sum()))  # global phase
+        errors[align] = float((rec - truth).abs().mean() / truth.abs().mean())
+    # The half-pixel bilinear round trip alone costs ~1.3% here.
+    assert errors[False] > 0.5 and errors[True] < 0.06, errors
+    # A patch overlapping nothing stitched yet is left alone.
+    empty = PatchAccumulator((size, size), n)
+    assert torch.allclose(empty.phase_agreement(scrambled[:3], centres[:3]), torch.ones(3) + 0j)
+
+
+def acc_mask(size: int, centres: torch.Tensor, n: int) -> torch.Tensor:
+    acc = PatchAccumulator((size, size), n)
+    acc.add(torch.ones(len(centres), n, n, dtype=torch.complex64), centres)
+    return acc.result()[1] > 0.5

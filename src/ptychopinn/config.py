@@ -170,10 +170,13 @@ class ModelConfig:
     pad_object: bool = True
     probe_scale: float = 4.0
     gaussian_smoothing_sigma: float = 0.0
+    normalization: str = "none"
+    global_mixing: bool = False
 
     ALLOWED_N: ClassVar[tuple[int, ...]] = (32, 64, 128, 256)
     MODEL_TYPES: ClassVar[tuple[str, ...]] = ("pinn", "supervised")
     AMP_ACTIVATIONS: ClassVar[tuple[str, ...]] = ("sigmoid", "swish", "silu", "softplus", "relu")
+    NORMALIZATIONS: ClassVar[tuple[str, ...]] = ("none", "batch", "group")
 
     def __post_init__(self) -> None:
         _coerce_all_fields(self)
@@ -182,6 +185,7 @@ class ModelConfig:
         _check_range(self, "n_filters_scale", ge=1)
         _check_choice(self, "model_type", self.MODEL_TYPES)
         _check_choice(self, "amp_activation", self.AMP_ACTIVATIONS)
+        _check_choice(self, "normalization", self.NORMALIZATIONS)
         _check_range(self, "probe_scale", gt=0)
         _check_range(self, "gaussian_smoothing_sigma", ge=0)
 

@@ -412,8 +412,13 @@ def align(
     phase_ramp: bool = True,
     scale: bool = True,
     upsample: int = 20,
+    max_shift: float | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Remove translation, phase ramp, phase offset and amplitude scale from ``recon``.
+
+    A registration larger than ``max_shift`` pixels (default: a tenth of the mask's smaller
+    side) is taken as a failure (poor reconstructions can correlate best at a wrap-around
+    shift) and the reconstruction is compared unshifted, with a warning.
 
     Translation and ramp are estimated alternately (each biases the other): the ramp is first
     estimated from the spectra's moduli (blind to translation), then registration of the
@@ -447,6 +452,21 @@ def align(
             coef = coef + _fit_plane(shifted * np.conj(t), m, ramp=True)
             if moved < _SHIFT_TOL:
                 break
+        box = _bbox(m)
+        limit = (
+            max_shift
+            if max_shift is not None
+            else 0.1 * min(box[0].stop - box[0].start, box[1].stop - box[1].start)
+        )
+        if float(np.max(np.abs(shift))) > limit:
+            warnings.warn(
+                f"align: registration found a {np.round(shift, 1).tolist()} px shift, more than "
+                f"{limit:.1f} px; comparing without registration",
+                stacklevel=2,
+            )
+            return align(
+                r, t, mask=m, register=False, phase_ramp=phase_ramp, scale=scale, upsample=upsample
+            )
     shifted = apply_shift(r * np.exp(-1j * _plane(coef, shape, origin=shift)), shift)
     delta = _fit_plane(shifted * np.conj(t), m, ramp=phase_ramp)
     coef = coef + delta

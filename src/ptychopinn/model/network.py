@@ -31,16 +31,50 @@ def encoder_filters(N: int, n_filters_scale: int) -> list[int]:
     return [128 * n_filters_scale // 2 ** (levels - 1 - i) for i in range(levels)]
 
 
-class ConvBlock(nn.Sequential):
-    """Two 3×3 convolutions with ReLU, size-preserving."""
+NORMALIZATIONS = ("none", "batch", "group")
 
-    def __init__(self, c_in: int, c_out: int) -> None:
+
+def _norm_layer(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return nn.GroupNorm(min(8, channels), channels)
+    return nn.Identity()
+
+
+class ConvBlock(nn.Sequential):
+    """Two 3×3 convolutions with ReLU (and optional normalisation), size-preserving."""
+
+    def __init__(self, c_in: int, c_out: int, normalization: str = "none") -> None:
+        bias = normalization == "none"  # a normalisation layer's shift replaces the bias
         super().__init__(
-            nn.Conv2d(c_in, c_out, 3, padding=1),
+            nn.Conv2d(c_in, c_out, 3, padding=1, bias=bias),
+            _norm_layer(normalization, c_out),
             nn.ReLU(inplace=True),
-            nn.Conv2d(c_out, c_out, 3, padding=1),
+            nn.Conv2d(c_out, c_out, 3, padding=1, bias=bias),
+            _norm_layer(normalization, c_out),
             nn.ReLU(inplace=True),
         )
+
+
+class SpatialMixing(nn.Module):
+    """A learned linear map across all bottleneck positions, shared by the channels.
+
+    Every object pixel depends on the whole diffraction pattern (the far field is a Fourier
+    transform), but stacked 3×3 convolutions only see a neighbourhood. Mixing the
+    ``(N/8)^2`` bottleneck positions gives each decoder pixel a global view for
+    ``(N/8)^4`` weights. Residual, initialised at zero, so it starts as the identity.
+    """
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.mix = nn.Linear(size * size, size * size)
+        nn.init.zeros_(self.mix.weight)
+        nn.init.zeros_(self.mix.bias)
+
+    def forward(self, z: Tensor) -> Tensor:
+        b, c, h, w = z.shape
+        return z + torch.relu(self.mix(z.reshape(b, c, h * w))).reshape(b, c, h, w)
 
 
 class Decoder(nn.Module):
@@ -51,13 +85,22 @@ class Decoder(nn.Module):
     """
 
     def __init__(
-        self, filters: list[int], c_out: int, activation: nn.Module, full_size: bool
+        self,
+        filters: list[int],
+        c_out: int,
+        activation: nn.Module,
+        full_size: bool,
+        normalization: str = "none",
     ) -> None:
         super().__init__()
         ups = []
         c = filters[-1]
         for f in reversed(filters[:-1]):
-            ups.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), ConvBlock(c, f)))
+            ups.append(
+                nn.Sequential(
+                    nn.Upsample(scale_factor=2, mode="nearest"), ConvBlock(c, f, normalization)
+                )
+            )
             c = f
         self.up = nn.Sequential(*ups)
         self.full_size = full_size
@@ -97,18 +140,28 @@ class Generator(nn.Module):
         n_filters_scale: int = 2,
         amp_activation: str = "sigmoid",
         full_size: bool = True,
+        normalization: str = "none",
+        global_mixing: bool = False,
     ) -> None:
         super().__init__()
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(
+                f"normalization must be one of {NORMALIZATIONS}, found {normalization!r}"
+            )
         filters = encoder_filters(N, n_filters_scale)
         blocks: list[nn.Module] = []
         c = channels
         for f in filters:
-            blocks += [ConvBlock(c, f), nn.MaxPool2d(2)]
+            blocks += [ConvBlock(c, f, normalization), nn.MaxPool2d(2)]
             c = f
+        if global_mixing:
+            blocks.append(SpatialMixing(N // 2 ** len(filters)))
         self.encoder = nn.Sequential(*blocks)
         amp_act = _AMPLITUDE_ACTIVATIONS[amp_activation]()
-        self.amplitude = Decoder(filters, channels, amp_act, full_size)
-        self.phase = Decoder(filters, channels, _Scaled(nn.Tanh(), math.pi), full_size)
+        self.amplitude = Decoder(filters, channels, amp_act, full_size, normalization)
+        self.phase = Decoder(
+            filters, channels, _Scaled(nn.Tanh(), math.pi), full_size, normalization
+        )
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Return ``(amplitude, phase)``, each (B, C, N, N)."""

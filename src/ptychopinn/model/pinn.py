@@ -71,7 +71,13 @@ class PtychoPINN(nn.Module):
         channels = config.gridsize**2
         full_size = config.probe_big or not config.pad_object
         self.generator = Generator(
-            N, channels, config.n_filters_scale, config.amp_activation, full_size=full_size
+            N,
+            channels,
+            config.n_filters_scale,
+            config.amp_activation,
+            full_size=full_size,
+            normalization=config.normalization,
+            global_mixing=config.global_mixing,
         )
         probe_t = normalise_probe(probe, N)
         if probe_t.shape != (N, N):
