@@ -1,0 +1,1 @@
+"""Typed configs of the ``ptycho`` compatibility API (see :mod:`ptycho.config.config`)."""

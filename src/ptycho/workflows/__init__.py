@@ -1,0 +1,1 @@
+"""Legacy workflow entry points (see :mod:`ptycho.workflows.components`)."""

@@ -1,0 +1,203 @@
+"""``ptycho.workflows.components``: train, load and save through the core workflows."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import tempfile
+import zipfile
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ptycho import model_manager, params
+from ptycho.config.config import update_legacy_dict
+from ptycho.model_manager import InferenceModel
+from ptycho.raw_data import RawData
+from ptychopinn.bundle import ARCHIVE_NAME, load_model
+from ptychopinn.config import ExecutionConfig, TrainingConfig, from_dict, to_dict
+from ptychopinn.data.types import PtychoData
+from ptychopinn.errors import ArchiveError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["load_inference_bundle", "run_cdi_example", "save_outputs"]
+
+_ARCHIVE_MEMBERS = ("manifest.json", "configs.json", "weights.pt")
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _archive_in(directory: Path, stack: ExitStack) -> Path:
+    """The model archive of a bundle directory.
+
+    Accepted layouts: ``wts.h5.zip`` in the directory (or in one sub-directory), or the
+    archive's own members unpacked there (what Ptychodus leaves when its ``model.zip`` is a
+    copy of ``wts.h5.zip``); the latter are re-zipped into a temporary archive.
+    """
+    direct = directory / ARCHIVE_NAME
+    if direct.is_file():
+        return direct
+    if all((directory / m).is_file() for m in _ARCHIVE_MEMBERS):
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ptycho-bundle-")))
+        archive = tmp / ARCHIVE_NAME
+        with zipfile.ZipFile(archive, "w") as zf:
+            for member in _ARCHIVE_MEMBERS:
+                zf.write(directory / member, member)
+        return archive
+    nested = sorted(directory.glob(f"*/{ARCHIVE_NAME}"))
+    if len(nested) == 1:
+        return nested[0]
+    raise ArchiveError(
+        f"{directory}: expected a model bundle ('{ARCHIVE_NAME}', or its members "
+        f"{', '.join(_ARCHIVE_MEMBERS)}), found {sorted(p.name for p in directory.iterdir())}"
+    )
+
+
+def load_inference_bundle(
+    model_dir: str | os.PathLike[str], *, device: str | None = None
+) -> tuple[InferenceModel, dict[str, Any]]:
+    """Load a trained model for inference: ``(model, params)``.
+
+    ``model.predict([X * intensity_scale, local_offsets])`` gives object patches; the
+    archive's configs and ``intensity_scale`` are written to ``ptycho.params.cfg`` (as the
+    legacy loader did) and a copy of that dictionary is returned. ``device`` defaults to CUDA
+    when available, else the CPU.
+    """
+    path = Path(model_dir)
+    if not path.exists():
+        raise ArchiveError(f"{path}: model bundle not found")
+    device = device or _default_device()
+    with ExitStack() as stack:
+        archive = _archive_in(path, stack) if path.is_dir() else path
+        loaded = load_model(archive, device=device)
+    scale = float(loaded.model.intensity_scale.detach())
+    update_legacy_dict(params.cfg, loaded.training_config)
+    params.cfg["intensity_scale"] = scale
+    logger.info(
+        "loaded model (N=%d, gridsize=%d, intensity scale %.4g) on %s",
+        loaded.model_config.N,
+        loaded.model_config.gridsize,
+        scale,
+        device,
+    )
+    supervised = loaded.model_config.model_type == "supervised"
+    return InferenceModel(loaded.model, supervised=supervised, device=device), dict(params.cfg)
+
+
+def _as_data(data: RawData | PtychoData | None) -> PtychoData | None:
+    return data.data if isinstance(data, RawData) else data
+
+
+def _core_training(config: TrainingConfig, data: PtychoData) -> TrainingConfig:
+    """A validated core TrainingConfig; ``model.N = 0`` (unknown) becomes the data's N."""
+    values = to_dict(config)
+    if not values["model"]["N"]:
+        logger.info("model.N not set: using the data's pattern size %d", data.N)
+        values["model"]["N"] = data.N
+    return from_dict(TrainingConfig, values, source="run_cdi_example: config")
+
+
+def _read_history(metrics_csv: Path) -> dict[str, list[float]]:
+    """Per-epoch ``train_loss`` / ``val_loss`` from Lightning's CSV log."""
+    history: dict[str, list[float]] = {"train_loss": [], "val_loss": []}
+    if not metrics_csv.is_file():
+        return history
+    with open(metrics_csv, newline="") as fh:
+        for row in csv.DictReader(fh):
+            for key, column in (("train_loss", "train_loss_epoch"), ("val_loss", "val_loss")):
+                if row.get(column):
+                    history[key].append(float(row[column]))
+    return history
+
+
+def run_cdi_example(
+    train_data: RawData | PtychoData,
+    test_data: RawData | PtychoData | None,
+    config: TrainingConfig,
+    flip_x: bool = False,
+    flip_y: bool = False,
+    transpose: bool = False,
+    M: int = 20,  # noqa: N803 - legacy argument name
+    do_stitching: bool = False,
+    *,
+    execution: ExecutionConfig | None = None,
+) -> tuple[np.ndarray | None, np.ndarray | None, dict[str, Any]]:
+    """Train on ``train_data`` (validating on ``test_data``): ``(amplitude, phase, results)``.
+
+    With ``do_stitching`` the test scan is reconstructed (every position, the core stitcher)
+    and its amplitude and phase returned, optionally flipped/transposed; otherwise they are
+    None. ``M`` is accepted for compatibility (the core stitcher weights by the probe).
+    ``results`` holds ``history`` (per-epoch losses), ``intensity_scale`` and ``model``.
+    Lightning logs go to ``config.output_dir``, or a temporary directory when that is the
+    current directory (Ptychodus passes ``Path()``), so nothing lands in the working dir.
+    The trained model becomes the one ``ptycho.model_manager.save`` writes.
+    """
+    del M
+    from ptychopinn.workflows.execution import resolve_device
+    from ptychopinn.workflows.infer import reconstruct
+    from ptychopinn.workflows.train import train
+
+    train_pd, test_pd = _as_data(train_data), _as_data(test_data)
+    training = _core_training(config, train_pd)
+    execution = execution or ExecutionConfig(enable_progress_bar=False)
+    with ExitStack() as stack:
+        out = Path(training.output_dir or ".")
+        if out.resolve() == Path.cwd().resolve():
+            out = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ptycho-train-")))
+        result = train(train_pd, training, execution, test_data=test_pd, output_dir=out)
+        history = _read_history(out / "logs" / "metrics.csv")
+    model = result.module.model
+    scale = float(model.intensity_scale.detach())
+    params.cfg["intensity_scale"] = scale
+    model_manager.remember(model, training, execution)
+    results: dict[str, Any] = {"history": history, "intensity_scale": scale, "model": model}
+    if not (do_stitching and test_pd is not None):
+        return None, None, results
+    rec = reconstruct(
+        model,
+        test_pd,
+        device=resolve_device(execution.accelerator),
+        batch_size=execution.inference_batch_size,
+    )
+    obj = rec.object
+    if flip_x:
+        obj = obj[:, ::-1]
+    if flip_y:
+        obj = obj[::-1, :]
+    if transpose:
+        obj = obj.T
+    results["reconstruction"] = rec
+    return np.abs(obj), np.angle(obj), results
+
+
+def save_outputs(
+    amplitude: np.ndarray | None,
+    phase: np.ndarray | None,
+    results: dict[str, Any],
+    output_prefix: str | os.PathLike[str],
+) -> list[Path]:
+    """Write ``history.json`` and, if given, the reconstruction (PNGs, ``reconstruction.npz``)."""
+    from ptychopinn.plotting import save_object_pictures
+    from ptychopinn.workflows.outputs import write_json
+
+    out = Path(output_prefix)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    history = (results or {}).get("history")
+    if history is not None:
+        written.append(write_json({"history": history}, out / "history.json"))
+    if amplitude is not None and phase is not None:
+        obj = (np.asarray(amplitude) * np.exp(1j * np.asarray(phase))).astype(np.complex64)
+        written += save_object_pictures(obj, out)
+        path = out / "reconstruction.npz"
+        np.savez(path, object=obj)
+        written.append(path)
+    return written
