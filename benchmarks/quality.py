@@ -5,7 +5,7 @@ scan and a scan of a different object taken with the same probe, and prints one 
 (case, scan). Cases: the PINN recipe, optionally the supervised baseline on equal data and a
 Poisson-vs-MAE comparison at low dose.
 
-    python benchmarks/quality.py                       # PINN recipe only
+    python benchmarks/quality.py                       # PINN recipe only (CPU: ~8 min)
     python benchmarks/quality.py --cases pinn supervised mae_low_dose nll_low_dose
 """
 
@@ -43,7 +43,12 @@ def run_case(name: str, args: argparse.Namespace) -> list[dict]:
     # Same seed: same scan and probe (up to the dose scale); object_seed: a different object.
     other_scan = simulate_dataset(seed=1, object_seed=7, **sim)
     model = ModelConfig(
-        N=64, gridsize=args.gridsize, n_filters_scale=args.n_filters_scale, model_type=model_type
+        N=64,
+        gridsize=args.gridsize,
+        n_filters_scale=args.n_filters_scale,
+        model_type=model_type,
+        normalization=args.normalization,
+        global_mixing=args.global_mixing,
     )
     with tempfile.TemporaryDirectory() as out:
         cfg = TrainingConfig(
@@ -60,6 +65,7 @@ def run_case(name: str, args: argparse.Namespace) -> list[dict]:
             enable_progress_bar=False,
             enable_checkpointing=False,
             learning_rate=args.learning_rate,
+            scheduler=args.scheduler,
         )
         start = time.perf_counter()
         result = train(train_scan, cfg, ex)
@@ -98,6 +104,11 @@ def main() -> None:
     p.add_argument("--gridsize", type=int, default=1)
     p.add_argument("--n_filters_scale", type=int, default=1)
     p.add_argument("--learning_rate", type=float, default=1e-3)
+    p.add_argument("--scheduler", default="cosine")
+    p.add_argument("--normalization", default="batch", choices=["none", "batch", "group"])
+    p.add_argument(
+        "--global_mixing", default=True, action=argparse.BooleanOptionalAction, help="(default on)"
+    )
     p.add_argument("--object_size", type=int, default=256, help="256 px, step 7: 784 patterns")
     p.add_argument("--step", type=float, default=7.0)
     p.add_argument("--nphotons", type=float, default=1e6)

@@ -170,8 +170,8 @@ class ModelConfig:
     pad_object: bool = True
     probe_scale: float = 4.0
     gaussian_smoothing_sigma: float = 0.0
-    normalization: str = "none"
-    global_mixing: bool = False
+    normalization: str = "batch"
+    global_mixing: bool = True
 
     ALLOWED_N: ClassVar[tuple[int, ...]] = (32, 64, 128, 256)
     MODEL_TYPES: ClassVar[tuple[str, ...]] = ("pinn", "supervised")

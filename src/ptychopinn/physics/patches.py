@@ -282,30 +282,6 @@ class PatchAccumulator:
         self._acc.index_add_(0, flat_index, windows.reshape(-1))
         self._weight.index_add_(0, flat_index, weight_windows.reshape(-1))
 
-    def phase_agreement(
-        self, patches: Tensor, centres: Tensor, weights: Tensor | None = None
-    ) -> Tensor:
-        """Unit complex factors (M,) that rotate each patch into phase with what is stitched.
-
-        A diffraction pattern is blind to the global phase of its exit wave, so a network
-        trained on single patterns may give each patch an arbitrary constant phase offset.
-        The factor ``u_k = z_k / |z_k|`` with ``z_k = sum(w · A · conj(patch_k))`` over the
-        patch window (``A`` the accumulated weighted sum, i.e. coverage times the current
-        canvas) maximises the weighted agreement ``Re sum(w · A · conj(u_k · patch_k))``.
-        Patches with no overlap with anything stitched so far get 1.
-        """
-        h, w = self.canvas_shape
-        centres = _float_coords(centres, "PatchAccumulator.phase_agreement")
-        acc = self._acc[:-1].reshape(h, w)
-        region = extract_patches(acc, centres.to(self.device), self.N, method=self.method)
-        region = region.to(patches.dtype)
-        if weights is not None:
-            region = region * torch.as_tensor(weights, device=region.device).to(region.real.dtype)
-        z = (region * patches.to(region.device).conj()).sum(dim=(-2, -1))
-        magnitude = z.abs()
-        ok = magnitude > 1e-12 * magnitude.max().clamp_min(1e-30)
-        return torch.where(ok, z / magnitude.clamp_min(1e-30), torch.ones_like(z))
-
     def result(self, eps: float = 1e-3) -> tuple[Tensor, Tensor]:
         """(canvas, weight_sum), both (H, W).
 
