@@ -19,7 +19,6 @@ One place decides how every Ptychodus setting maps onto the engine:
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 from dataclasses import dataclass
@@ -46,11 +45,6 @@ __all__ = [
 
 _SCHEDULERS = {"Default": "none", "Exponential": "exponential", "Cosine": "cosine"}
 _CORE_COSINE_MIN_RATIO = 0.01
-
-
-def _core_has(name: str) -> bool:
-    """Whether the engine's ModelConfig has option ``name`` (newer engines add options)."""
-    return name in {f.name for f in dataclasses.fields(CoreModelConfig)}
 
 
 class UnsupportedOptionWarning(UserWarning):
@@ -119,8 +113,6 @@ def unsupported_options(cfg: Configs, *, inference: bool = False) -> list[str]:
         _neutral("warmup_epochs", t.warmup_epochs, 0),
         _neutral("framework", t.framework, "Lightning"),
     ]
-    if not _core_has("normalization"):
-        checks.append(_neutral("batch_norm", m.batch_norm, False))
     for name in (
         "use_shared_decoder",
         "eca_encoder",
@@ -166,11 +158,9 @@ def report_unsupported(cfg: Configs, *, inference: bool = False) -> list[str]:
 def core_model_config(cfg: Configs) -> CoreModelConfig:
     """The engine's ModelConfig."""
     d, m = cfg.data, cfg.model
-    extra = {}
-    if m.batch_norm and _core_has("normalization"):
-        extra["normalization"] = "batch"
+    # batch_norm is not mapped: the engine always normalises its convolutions (its measured
+    # best at N=64), and Ptychodus sends batch_norm=False by default, not as a user's choice.
     return CoreModelConfig(
-        **extra,
         N=d.N,
         gridsize=gridsize_of(d),
         n_filters_scale=m.n_filters_scale,
