@@ -404,6 +404,10 @@ import os, signal, sys, threading
 import lightning as L
 from ptychopinn.cli import train as train_cli
 
+# A process started in the background of a non-interactive shell inherits SIGINT ignored;
+# a user's terminal does not. Restore Python's Ctrl-C handler so the test sees the latter.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 class Interrupt(L.Callback):
     def on_train_batch_end(self, trainer, *args):
         if trainer.current_epoch == 1:

@@ -106,8 +106,8 @@ def _trivial_ssim(data) -> float:
 
 def test_training_reduces_loss_and_beats_trivial_reconstruction(small_scan, tmp_path):
     d = small_scan
-    # Batch normalisation (the default, best at N=64 with thousands of steps) converges more
-    # slowly in this 500-step N=32 run (loss 52 vs 28 after 8 epochs), so it is off here.
+    # Batch normalisation (best at N=64 with thousands of steps) converges more slowly in
+    # this 500-step N=32 run (loss 52 vs 28 after 8 epochs); it stays off here.
     cfg = TrainingConfig(
         model=ModelConfig(N=32, gridsize=1, n_filters_scale=1, normalization="none"),
         nepochs=8,

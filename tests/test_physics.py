@@ -490,4 +490,3 @@ def test_amplitude_and_realspace_mae(device):
     b = torch.tensor([[1 + 0j, 3 + 4j], [2j, 0j]], dtype=torch.complex64, device=device)
     assert math.isclose(float(realspace_mae(a, b)), (1 + 5 + 0 + 3) / 4, rel_tol=1e-6)
     assert realspace_mae(a[None], b[None], reduction="per_pattern").shape == (1,)
-

@@ -158,9 +158,8 @@ def report_unsupported(cfg: Configs, *, inference: bool = False) -> list[str]:
 def core_model_config(cfg: Configs) -> CoreModelConfig:
     """The engine's ModelConfig."""
     d, m = cfg.data, cfg.model
-    # batch_norm is not mapped: the engine always normalises its convolutions (its measured
-    # best at N=64), and Ptychodus sends batch_norm=False by default, not as a user's choice.
     return CoreModelConfig(
+        normalization="batch" if m.batch_norm else "none",
         N=d.N,
         gridsize=gridsize_of(d),
         n_filters_scale=m.n_filters_scale,

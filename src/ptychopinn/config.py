@@ -170,7 +170,7 @@ class ModelConfig:
     pad_object: bool = True
     probe_scale: float = 4.0
     gaussian_smoothing_sigma: float = 0.0
-    normalization: str = "batch"
+    normalization: str = "none"
     global_mixing: bool = True
 
     ALLOWED_N: ClassVar[tuple[int, ...]] = (32, 64, 128, 256)
