@@ -20,7 +20,7 @@ from ptychopinn.model.network import Generator, SpatialMixing
 from ptychopinn.model.pinn import PtychoPINN
 from ptychopinn.workflows.execution import resolve_accelerator
 from ptychopinn.workflows.infer import reconstruct
-from ptychopinn.workflows.train import train
+from ptychopinn.workflows.train import train, training_labels
 
 
 def quiet_execution(**kw) -> ExecutionConfig:
@@ -159,12 +159,16 @@ def test_supervised_mode_learns_from_labels(tiny_scan, tmp_path):
     cfg = TrainingConfig(
         model=ModelConfig(N=32, model_type="supervised", n_filters_scale=1),
         nepochs=3,
+        batch_size=4,
         n_groups=None,
         output_dir=str(tmp_path),
     )
     result = train(tiny_scan, cfg, quiet_execution())
     metrics = result.trainer.callback_metrics
-    assert "train_realspace_mae" in metrics and float(metrics["train_loss_epoch"]) < 0.5
+    # Predicting zero scores the mean label magnitude (~0.75 here).
+    zero_mae = float(np.mean(np.abs(training_labels(tiny_scan))))
+    assert "train_realspace_mae" in metrics
+    assert float(metrics["train_loss_epoch"]) < 0.6 * zero_mae, (metrics, zero_mae)
 
 
 def test_resume_continues_from_saved_epoch(tiny_scan, tmp_path):
