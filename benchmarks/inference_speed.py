@@ -25,11 +25,11 @@ import copy
 import json
 import logging
 import time
-import warnings
 
 import numpy as np
 import torch
 
+from ptychopinn.benchmarking.runtime import quiet_benchmark_process
 from ptychopinn.config import ModelConfig
 from ptychopinn.data.simulate import simulate_dataset
 from ptychopinn.model.pinn import PtychoPINN
@@ -179,11 +179,7 @@ def main() -> None:
     p.add_argument("--model_path", default=None, help="trained archive instead of random weights")
     p.add_argument("--json", default=None, help="also write the rows as JSON")
     args = p.parse_args()
-    warnings.filterwarnings("ignore")
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("ptychopinn").setLevel(logging.WARNING)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    quiet_benchmark_process(args.threads)
     data = simulate_dataset(seed=1, N=64, object_size=args.object_size, step=args.step)
     logging.info(
         "%d patterns of 64x64, %d torch threads", data.n_positions, torch.get_num_threads()

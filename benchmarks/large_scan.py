@@ -29,7 +29,6 @@ import tempfile
 import threading
 import time
 import tracemalloc
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +36,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from ptychopinn.benchmarking.runtime import quiet_benchmark_process
 from ptychopinn.config import ModelConfig
 from ptychopinn.data.simulate import far_field_intensity, make_object, make_probe
 from ptychopinn.data.types import PtychoData
@@ -200,11 +200,7 @@ def main() -> None:
     p.add_argument("--tracemalloc", action="store_true", help="also trace numpy/Python peaks")
     p.add_argument("--json", default=None)
     args = p.parse_args()
-    warnings.filterwarnings("ignore")
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("ptychopinn").setLevel(logging.WARNING)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    quiet_benchmark_process(args.threads)
     n = 64
     with tempfile.TemporaryDirectory(dir=args.workdir, prefix="large-scan-") as tmp:
         path = Path(tmp) / "diffraction.npy"

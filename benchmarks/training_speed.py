@@ -23,12 +23,12 @@ import json
 import logging
 import tempfile
 import time
-import warnings
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from ptychopinn.benchmarking.runtime import quiet_benchmark_process
 from ptychopinn.config import ExecutionConfig, ModelConfig, TrainingConfig
 from ptychopinn.data.simulate import simulate_dataset
 from ptychopinn.workflows.execution import build_trainer
@@ -141,10 +141,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", default=None)
     args = p.parse_args()
-    warnings.filterwarnings("ignore")
-    logging.basicConfig(level=logging.WARNING)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    quiet_benchmark_process(args.threads, level=logging.WARNING)
     data = simulate_dataset(seed=1, N=64, object_size=256, step=7.0)
     rows = [run(args, g, data) for g in args.gridsizes]
     keys = list(rows[0])

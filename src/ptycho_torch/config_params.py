@@ -19,6 +19,18 @@ from typing import Any
 
 from ptychopinn.errors import ConfigError
 
+#: Architecture variants of the original PyTorch engine (attention blocks, shared decoder);
+#: accepted so Ptychodus settings load, warned about because the engine does not build them.
+ARCHITECTURE_EXTRAS = (
+    "use_shared_decoder",
+    "eca_encoder",
+    "cbam_encoder",
+    "cbam_bottleneck",
+    "cbam_decoder",
+    "eca_decoder",
+    "spatial_decoder",
+)
+
 __all__ = [
     "DataConfig",
     "ModelConfig",
@@ -223,13 +235,7 @@ class ModelConfig:
             "pad_object",
             "intensity_scale_trainable",
             "batch_norm",
-            "use_shared_decoder",
-            "eca_encoder",
-            "cbam_encoder",
-            "cbam_bottleneck",
-            "cbam_decoder",
-            "eca_decoder",
-            "spatial_decoder",
+            *ARCHITECTURE_EXTRAS,
             "amplitude_variance_loss",
         ):
             _flag(self, name)

@@ -24,7 +24,13 @@ import math
 from dataclasses import dataclass
 
 from ptycho._adapt import warn
-from ptycho_torch.config_params import DataConfig, InferenceConfig, ModelConfig, TrainingConfig
+from ptycho_torch.config_params import (
+    ARCHITECTURE_EXTRAS,
+    DataConfig,
+    InferenceConfig,
+    ModelConfig,
+    TrainingConfig,
+)
 from ptychopinn.config import ExecutionConfig
 from ptychopinn.config import ModelConfig as CoreModelConfig
 from ptychopinn.config import TrainingConfig as CoreTrainingConfig
@@ -113,15 +119,7 @@ def unsupported_options(cfg: Configs, *, inference: bool = False) -> list[str]:
         _neutral("warmup_epochs", t.warmup_epochs, 0),
         _neutral("framework", t.framework, "Lightning"),
     ]
-    for name in (
-        "use_shared_decoder",
-        "eca_encoder",
-        "cbam_encoder",
-        "cbam_bottleneck",
-        "cbam_decoder",
-        "eca_decoder",
-        "spatial_decoder",
-    ):
+    for name in ARCHITECTURE_EXTRAS:
         checks.append(_neutral(name, getattr(m, name), False))
     if tuple(d.grid_size) != (gridsize_of(d),) * 2:
         checks.append(f"grid_size={tuple(d.grid_size)} (the group shape follows C={d.C})")
