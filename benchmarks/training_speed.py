@@ -13,7 +13,7 @@ its own groups/s. Reference (DESIGN section 8, same machine): the original Tenso
 PtychoPINN trains at ~40 groups/s at N=64, gridsize 2, batch 16, filters x2.
 
     python benchmarks/training_speed.py                          # gridsize 1 and 2
-    python benchmarks/training_speed.py --gridsizes 2 --channels_last
+    python benchmarks/training_speed.py --gridsizes 2 --threads 1 --n_filters_scale 1
 """
 
 from __future__ import annotations
@@ -91,8 +91,6 @@ def run(args, gridsize: int, data) -> dict:
         L.seed_everything(0, verbose=False)
         dataset, _ = make_group_dataset(data, training, seed=0, need_labels=False)
         module = build_module(data, training, execution)
-        if args.channels_last:
-            module.model.generator.to(memory_format=torch.channels_last)
         timer = StepTimer(args.warmup)
         trainer = build_trainer(
             execution,
@@ -115,7 +113,6 @@ def run(args, gridsize: int, data) -> dict:
     return {
         "gridsize": gridsize,
         "batch": args.batch_size,
-        "channels_last": args.channels_last,
         "num_workers": args.num_workers,
         "groups_per_s": round(timer.groups / (step_s + wait_s), 1),
         "step_only_groups_per_s": round(timer.groups / step_s, 1),
@@ -137,7 +134,6 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--warmup", type=int, default=3, help="steps left out of the timing")
     p.add_argument("--num_workers", type=int, default=0)
-    p.add_argument("--channels_last", action="store_true", help="generator weights channels-last")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", default=None)
     args = p.parse_args()

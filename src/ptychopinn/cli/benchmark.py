@@ -69,12 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--nphotons", type=float, default=1e6, help="mean counts per pattern")
     sim.add_argument("--seed", type=int, default=1)
     tr = p.add_argument_group("PINN")
+    # Defaults: the CPU quality recipe of benchmarks/quality.py.
     tr.add_argument("--nepochs", type=int, default=20)
     tr.add_argument("--gridsize", type=int, default=1)
-    tr.add_argument("--n_filters_scale", type=int, default=2)
-    tr.add_argument("--batch_size", type=int, default=16)
+    tr.add_argument("--n_filters_scale", type=int, default=1)
+    tr.add_argument("--normalization", choices=ModelConfig.NORMALIZATIONS, default="batch")
+    tr.add_argument("--batch_size", type=int, default=4)
     tr.add_argument("--n_groups", type=int, default=None, help="default: one per position")
     tr.add_argument("--learning_rate", type=float, default=1e-3)
+    tr.add_argument("--scheduler", choices=ExecutionConfig.SCHEDULERS, default="cosine")
     tr.add_argument("--inference_batch_size", type=int, default=64)
     lq = p.add_argument_group("Pty-Chi LSQML")
     lq.add_argument(
@@ -152,7 +155,10 @@ def get_model(args, train_data: PtychoData | None, execution: ExecutionConfig, o
     if train_data is None:
         return load_model(args.model_path, device=resolve_device(execution.accelerator)).model, None
     model_cfg = ModelConfig(
-        N=train_data.N, gridsize=args.gridsize, n_filters_scale=args.n_filters_scale
+        N=train_data.N,
+        gridsize=args.gridsize,
+        n_filters_scale=args.n_filters_scale,
+        normalization=args.normalization,
     )
     training = TrainingConfig(
         model=model_cfg,
@@ -223,6 +229,7 @@ def _main(argv=None) -> int:
             "enable_checkpointing": False,
             "enable_progress_bar": False,
             "learning_rate": args.learning_rate,
+            "scheduler": args.scheduler,
             **execution_overrides(args),
         },
         source="command line",

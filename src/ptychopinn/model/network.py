@@ -14,6 +14,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ptychopinn.config import ModelConfig
+
 _AMPLITUDE_ACTIVATIONS = {
     "sigmoid": nn.Sigmoid,
     "swish": nn.SiLU,
@@ -31,7 +33,7 @@ def encoder_filters(N: int, n_filters_scale: int) -> list[int]:
     return [128 * n_filters_scale // 2 ** (levels - 1 - i) for i in range(levels)]
 
 
-NORMALIZATIONS = ("none", "batch", "group")
+NORMALIZATIONS = ModelConfig.NORMALIZATIONS
 
 
 def _norm_layer(kind: str, channels: int) -> nn.Module:
