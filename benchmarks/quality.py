@@ -101,7 +101,7 @@ def main() -> None:
     p.add_argument("--cases", nargs="+", default=["pinn"], choices=sorted(CASES))
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch_size", type=int, default=4)
-    p.add_argument("--gridsize", type=int, default=1)
+    p.add_argument("--gridsize", type=int, default=2)
     p.add_argument("--n_filters_scale", type=int, default=1)
     p.add_argument("--learning_rate", type=float, default=1e-3)
     p.add_argument("--scheduler", default="cosine")

@@ -17,7 +17,7 @@ ptycho_simulate --output "$OUT/train.npz" --N 64 --object_size 192 --seed 1
 ptycho_simulate --output "$OUT/test.npz" --N 64 --object_size 192 --seed 1 --object_seed 7
 echo "== training ($EPOCHS epochs on the CPU)"
 ptycho_train --train_data_file "$OUT/train.npz" --test_data_file "$OUT/test.npz" \
-  --output_dir "$OUT/model" --N 64 --gridsize 1 --n_filters_scale 1 --normalization batch --n_groups none \
+  --output_dir "$OUT/model" --N 64 --gridsize 2 --n_filters_scale 1 --normalization batch --n_groups none \
   --nepochs "$EPOCHS" --batch_size 4 --torch-learning-rate 1e-3 --torch-scheduler cosine \
   --torch-accelerator cpu
 echo "== reconstructing the training scan and the unseen test scan"
