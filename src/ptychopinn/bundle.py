@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from ptychopinn import __version__
+from ptychopinn.atomic import atomic_write
 from ptychopinn.config import (
     ExecutionConfig,
     ModelConfig,
@@ -88,17 +89,14 @@ def save_model(
         "gridsize": model.config.gridsize,
         "sha256": {name: _sha256(data) for name, data in members.items()},
     }
-    path = output_dir / ARCHIVE_NAME
-    tmp = output_dir / f".{ARCHIVE_NAME}.tmp-{os.getpid()}"
-    try:
+
+    def write(tmp: Path) -> None:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             zf.writestr("manifest.json", json.dumps(manifest, indent=2))
             for name, data in members.items():
                 zf.writestr(name, data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+
+    return atomic_write(output_dir / ARCHIVE_NAME, write)
 
 
 def find_archive(path: str | os.PathLike) -> Path:

@@ -19,7 +19,6 @@ import logging
 import math
 import numbers
 import os
-import tempfile
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -29,6 +28,7 @@ from typing import Any, ClassVar, TypeVar, Union
 
 import yaml
 
+from ptychopinn.atomic import atomic_write
 from ptychopinn.errors import ConfigError
 
 __all__ = [
@@ -652,20 +652,8 @@ def save_yaml(cfg_or_dict: Any, path: str | os.PathLike[str]) -> Path:
     The text goes to a temporary file in the target directory first and is then renamed
     over the target, so readers never see a half-written file.
     """
-    path = Path(path)
     text = yaml.safe_dump(_plain(cfg_or_dict), sort_keys=False, default_flow_style=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def _owners(key: str) -> list[str]:

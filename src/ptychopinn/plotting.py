@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ptychopinn.atomic import atomic_write
+
 
 def _pyplot():
     import matplotlib
@@ -19,16 +21,10 @@ def _pyplot():
 
 def _save(fig, path: Path) -> Path:
     """Write a figure atomically (temporary name, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight"))
     finally:
-        tmp.unlink(missing_ok=True)
         _pyplot().close(fig)
-    return path
 
 
 def save_image(image: np.ndarray, path: str | os.PathLike, *, title: str, cmap: str) -> Path:

@@ -45,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ptychopinn.atomic import atomic_savez
 from ptychopinn.data.types import PtychoData
 from ptychopinn.errors import ConfigError, PtychoPINNError
 
@@ -354,10 +355,7 @@ def _child_main(argv: list[str] | None = None) -> int:
     settings = _settings_from_json(args.settings)
     data = load_npz(args.input)
     result = solve(data, settings)
-    out = Path(args.output)
-    tmp = out.with_name(out.name + ".tmp.npz")
-    np.savez(tmp, **result)
-    os.replace(tmp, out)
+    atomic_savez(args.output, **result)
     return 0
 
 

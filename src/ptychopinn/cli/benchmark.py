@@ -16,7 +16,6 @@ offset, amplitude scale) over the scanned region.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ptychopinn.atomic import atomic_savez
 from ptychopinn.benchmarking.lsqml import (
     NOISE_MODELS,
     LSQMLSettings,
@@ -34,13 +34,12 @@ from ptychopinn.benchmarking.lsqml import (
 )
 from ptychopinn.benchmarking.table import MethodResult, comparison_rows, format_table
 from ptychopinn.cli.common import configure_logging, run_cli
-from ptychopinn.cli.config_flags import add_execution_flags, execution_overrides
+from ptychopinn.cli.config_flags import add_bool_flag, add_execution_flags, execution_overrides
 from ptychopinn.config import (
     ExecutionConfig,
     ModelConfig,
     TrainingConfig,
     from_dict,
-    parse_bool,
 )
 from ptychopinn.data.types import PtychoData
 from ptychopinn.errors import ConfigError
@@ -89,13 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     lq.add_argument("--lsqml_epochs", type=int, default=100)
     lq.add_argument("--lsqml_batch_size", type=int, default=100)
     lq.add_argument("--lsqml_noise_model", choices=NOISE_MODELS, default="gaussian")
-    lq.add_argument(
-        "--lsqml_optimize_probe",
-        type=parse_bool,
-        nargs="?",
-        const=True,
-        default=False,
-        help="refine the probe too (default: keep the given probe, like the PINN)",
+    add_bool_flag(
+        lq,
+        "lsqml_optimize_probe",
+        False,
+        "refine the probe too (default: keep the given probe, like the PINN)",
     )
     lq.add_argument("--lsqml_timeout", type=float, default=None, help="seconds")
     p.add_argument("--threads", type=int, default=None, help="torch threads (both methods)")
@@ -213,6 +210,7 @@ def _main(argv=None) -> int:
     import torch
 
     from ptychopinn.workflows.execution import resolve_device
+    from ptychopinn.workflows.outputs import write_json
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -238,7 +236,7 @@ def _main(argv=None) -> int:
     model, train_s = get_model(args, train_data, execution, out)
     device = resolve_device(execution.accelerator)
     pinn_obj, pinn_s = run_pinn(model, test, args, device)
-    np.savez(out / "pinn_object.npz", object=pinn_obj)
+    atomic_savez(out / "pinn_object.npz", object=pinn_obj)
     methods = [MethodResult("PINN", pinn_s, test.n_positions, score(pinn_obj, test))]
     if train_s is not None:
         methods.append(
@@ -247,7 +245,7 @@ def _main(argv=None) -> int:
     lsqml_info: dict = {"ran": False}
     if settings and not reason:
         res = run_lsqml(test, settings, timeout=args.lsqml_timeout)
-        np.savez(out / "lsqml_object.npz", object=res.object, probe=res.probe)
+        atomic_savez(out / "lsqml_object.npz", object=res.object, probe=res.probe)
         methods.append(
             MethodResult("LSQML", res.solve_s, test.n_positions, score(res.object, test))
         )
@@ -279,7 +277,7 @@ def _main(argv=None) -> int:
     }
     for path in (out / "benchmark.json", args.json):
         if path:
-            Path(path).write_text(json.dumps(summary, indent=2, default=float))
+            write_json(summary, path)
     return 0
 
 

@@ -5,9 +5,16 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from ptychopinn.config import ExecutionConfig
+from ptychopinn.config import ExecutionConfig, parse_bool
 
 TORCH_PREFIX = "torch-"
+
+
+def add_bool_flag(parser, name: str, default: bool, help: str | None = None) -> None:
+    """``--name`` alone means true; ``--name true|false`` sets it explicitly."""
+    parser.add_argument(
+        f"--{name}", type=parse_bool, nargs="?", const=True, default=default, help=help
+    )
 
 
 def add_config_flags(parser: argparse.ArgumentParser, cls: type, *, skip=()) -> list[str]:

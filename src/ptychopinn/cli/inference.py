@@ -9,9 +9,9 @@ import time
 import numpy as np
 
 from ptychopinn.cli.common import configure_logging, print_summary, run_cli
-from ptychopinn.cli.config_flags import add_execution_flags, execution_overrides
+from ptychopinn.cli.config_flags import add_bool_flag, add_execution_flags, execution_overrides
 from ptychopinn.cli.train import check_backend
-from ptychopinn.config import ExecutionConfig, from_dict, parse_bool
+from ptychopinn.config import ExecutionConfig, from_dict
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--subsample_seed", type=int, default=None)
     p.add_argument("--backend", default="pytorch", choices=("pytorch", "tensorflow"))
-    p.add_argument("--comparison_plot", type=parse_bool, nargs="?", const=True, default=True)
+    add_bool_flag(p, "comparison_plot", True)
     p.add_argument("--verbose", action="store_true")
     add_execution_flags(p, only=("accelerator", "num_workers", "inference_batch_size"))
     return p

@@ -9,6 +9,7 @@ from pathlib import Path
 from ptychopinn.bundle import save_model
 from ptychopinn.cli.common import configure_logging, print_summary, run_cli
 from ptychopinn.cli.config_flags import (
+    add_bool_flag,
     add_config_flags,
     add_execution_flags,
     collect,
@@ -21,7 +22,6 @@ from ptychopinn.config import (
     config_sections,
     load_execution_config,
     load_training_config,
-    parse_bool,
     save_yaml,
 )
 from ptychopinn.data.npz import load_npz
@@ -36,13 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
         "defaults. Boolean values accept true/false.",
     )
     p.add_argument("--config", default=None, help="YAML config (flat or with sections)")
-    p.add_argument(
-        "--do_stitching",
-        type=parse_bool,
-        nargs="?",
-        const=True,
-        default=False,
-        help="reconstruct the test data after training and write pictures/metrics",
+    add_bool_flag(
+        p,
+        "do_stitching",
+        False,
+        "reconstruct the test data after training and write pictures/metrics",
     )
     p.add_argument("--resume_from", default=None, help="Lightning checkpoint to continue from")
     p.add_argument("--verbose", action="store_true")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 import warnings
 import zipfile
 import zlib
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ptychopinn.atomic import atomic_savez
 from ptychopinn.data.types import PtychoData
 from ptychopinn.errors import ConfigError, DataValidationError
 
@@ -475,16 +475,6 @@ def save_npz(data: PtychoData, path: str | os.PathLike[str], *, as_counts: bool 
     if data.labels is not None:
         arrays["Y"] = np.asarray(data.labels, dtype=np.complex64)
 
-    # A uniquely named sibling (not mkstemp, whose 0600 mode would stick to the result).
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
-    try:
-        with open(tmp, "xb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_savez(path, **arrays)
     logger.info("wrote %s (%d positions)", path, data.n_positions)
     return path

@@ -57,9 +57,10 @@ class PINNLightningModule(L.LightningModule):
         )
 
     def setup(self, stage: str) -> None:
-        """Train the generator in channels-last layout (NHWC convolutions: ~15% faster steps
-        on CPU, the layout tensor cores want on GPU). Runs before DDP wraps the module and
-        the optimiser is built; parameters keep their identity (only ``.data`` changes)."""
+        """Train the generator in channels-last layout (NHWC convolutions; measured on CPU:
+        +11-16% at batch 16 on one thread, +2% at batch 4 on two; the layout tensor cores want
+        on GPU). Runs before DDP wraps the module and the optimiser is built; parameters keep
+        their identity (only ``.data`` changes)."""
         if stage == "fit":
             with torch.no_grad():
                 self.model.generator.to(memory_format=torch.channels_last)

@@ -6,41 +6,24 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
-
+from ptychopinn.atomic import atomic_savez, atomic_write
 from ptychopinn.data.types import PtychoData
 from ptychopinn.metrics import align, evaluate, scanned_region_mask
 from ptychopinn.plotting import save_comparison, save_object_pictures
 from ptychopinn.workflows.infer import Reconstruction
 
 
-def _atomic_write_bytes(path: Path, write) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def save_reconstruction_npz(rec: Reconstruction, path: str | os.PathLike) -> Path:
     """The complex object, stitching weights and positions as an NPZ (atomic)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            np.savez(
-                fh, object=rec.object, weights=rec.weights, xcoords=rec.xcoords, ycoords=rec.ycoords
-            )
-
-    return _atomic_write_bytes(path, write)
+    return atomic_savez(
+        path, object=rec.object, weights=rec.weights, xcoords=rec.xcoords, ycoords=rec.ycoords
+    )
 
 
 def write_json(obj: dict, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    return _atomic_write_bytes(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2)))
+    """``obj`` as indented JSON (atomic); NumPy scalars are written as floats."""
+    text = json.dumps(obj, indent=2, default=float)
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def write_outputs(
