@@ -99,7 +99,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--cases", nargs="+", default=["pinn"], choices=sorted(CASES))
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch_size", type=int, default=4)
     p.add_argument("--gridsize", type=int, default=2)
     p.add_argument("--n_filters_scale", type=int, default=1)

@@ -98,7 +98,7 @@ def test_train_writes_archive_logs_and_pictures(workdir):
     with zipfile.ZipFile(model_dir / ARCHIVE_NAME) as zf:
         manifest = json.loads(zf.read("manifest.json"))
         assert not any(n.endswith((".pkl", ".dill")) for n in zf.namelist())
-    assert manifest["backend"] == "pytorch" and manifest["format_version"] == 1
+    assert manifest["backend"] == "pytorch" and manifest["format_version"] == 2
     loaded = load_model(model_dir)
     assert loaded.model_config.N == 32 and loaded.training_config.nepochs == 2
 
@@ -277,6 +277,11 @@ def test_archive_problems_give_clear_errors(workdir, tmp_path, capsys):
         manifest["format_version"] = 99
         m["manifest.json"] = json.dumps(manifest).encode()
 
+    def earlier_layout(m):
+        manifest = json.loads(m["manifest.json"])
+        manifest["format_version"] = 1
+        m["manifest.json"] = json.dumps(manifest).encode()
+
     def other_backend(m):
         manifest = json.loads(m["manifest.json"])
         manifest["backend"] = "tensorflow"
@@ -298,6 +303,7 @@ def test_archive_problems_give_clear_errors(workdir, tmp_path, capsys):
     cases = {"truncated": (truncated, "truncated")}
     for name, mutate, expected in [
         ("future", future, "newer"),
+        ("earlier", earlier_layout, "earlier decoder layout.*retrain"),
         ("backend", other_backend, "tensorflow"),
         ("tampered", pickled, "SHA-256"),
         ("pickle", pickled_and_rehashed, "safely"),

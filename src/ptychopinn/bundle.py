@@ -34,7 +34,9 @@ from ptychopinn.model.pinn import PtychoPINN
 
 ARCHIVE_NAME = "wts.h5.zip"
 FORMAT_NAME = "ptychopinn-model"
-FORMAT_VERSION = 1
+#: 2: decoders convolve before upsampling (the published layout). Version-1 weights belong to
+#: the earlier layout (upsampling first), which is no longer built.
+FORMAT_VERSION = 2
 BACKEND = "pytorch"
 MODEL_NAMES = ["autoencoder", "diffraction_to_obj"]
 _MEMBERS = ("configs.json", "weights.pt")
@@ -148,6 +150,12 @@ def _parse(path: Path, zf: zipfile.ZipFile) -> tuple[dict, dict[str, bytes]]:
         raise ArchiveError(
             f"{path}: archive format version {version!r} is newer than this "
             f"ptychopinn supports ({FORMAT_VERSION}); upgrade ptychopinn"
+        )
+    if version < FORMAT_VERSION:
+        raise ArchiveError(
+            f"{path}: archive format version {version} holds weights for an earlier decoder "
+            f"layout that this ptychopinn (format {FORMAT_VERSION}) no longer builds; "
+            "retrain the model with ptycho_train"
         )
     backend = manifest.get("backend")
     if backend != BACKEND:

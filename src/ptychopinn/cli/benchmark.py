@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=1)
     tr = p.add_argument_group("PINN")
     # Defaults: the CPU quality recipe of benchmarks/quality.py.
-    tr.add_argument("--nepochs", type=int, default=20)
+    tr.add_argument("--nepochs", type=int, default=30)
     tr.add_argument("--gridsize", type=int, default=2)
     tr.add_argument("--n_filters_scale", type=int, default=1)
     tr.add_argument("--normalization", choices=ModelConfig.NORMALIZATIONS, default="batch")
