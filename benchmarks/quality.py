@@ -5,7 +5,7 @@ scan and a scan of a different object taken with the same probe, and prints one 
 (case, scan). Cases: the PINN recipe, optionally the supervised baseline on equal data and a
 Poisson-vs-MAE comparison at low dose.
 
-    python benchmarks/quality.py                       # PINN recipe only (CPU: ~8 min)
+    python benchmarks/quality.py                       # PINN recipe only (CPU: ~9 min)
     python benchmarks/quality.py --cases pinn supervised mae_low_dose nll_low_dose
 """
 

@@ -272,20 +272,13 @@ def test_archive_problems_give_clear_errors(workdir, tmp_path, capsys):
     truncated = tmp_path / "truncated.zip"
     truncated.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
 
-    def future(m):
-        manifest = json.loads(m["manifest.json"])
-        manifest["format_version"] = 99
-        m["manifest.json"] = json.dumps(manifest).encode()
+    def manifest_with(**fields):
+        def mutate(m):
+            manifest = json.loads(m["manifest.json"])
+            manifest.update(fields)
+            m["manifest.json"] = json.dumps(manifest).encode()
 
-    def earlier_layout(m):
-        manifest = json.loads(m["manifest.json"])
-        manifest["format_version"] = 1
-        m["manifest.json"] = json.dumps(manifest).encode()
-
-    def other_backend(m):
-        manifest = json.loads(m["manifest.json"])
-        manifest["backend"] = "tensorflow"
-        m["manifest.json"] = json.dumps(manifest).encode()
+        return mutate
 
     def pickled(m):
         buf = io.BytesIO()
@@ -302,9 +295,9 @@ def test_archive_problems_give_clear_errors(workdir, tmp_path, capsys):
 
     cases = {"truncated": (truncated, "truncated")}
     for name, mutate, expected in [
-        ("future", future, "newer"),
-        ("earlier", earlier_layout, "earlier decoder layout.*retrain"),
-        ("backend", other_backend, "tensorflow"),
+        ("future", manifest_with(format_version=99), "newer"),
+        ("earlier", manifest_with(format_version=1), "earlier decoder layout.*retrain"),
+        ("backend", manifest_with(backend="tensorflow"), "tensorflow"),
         ("tampered", pickled, "SHA-256"),
         ("pickle", pickled_and_rehashed, "safely"),
     ]:
