@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import pickle
@@ -285,13 +286,20 @@ def test_archive_problems_give_clear_errors(workdir, tmp_path, capsys):
         pickle.dump({"weights": _Boom()}, buf)
         m["weights.pt"] = buf.getvalue()
 
-    def pickled_and_rehashed(m):
-        import hashlib
-
-        pickled(m)
+    def rehash(m, member):
         manifest = json.loads(m["manifest.json"])
-        manifest["sha256"]["weights.pt"] = hashlib.sha256(m["weights.pt"]).hexdigest()
+        manifest["sha256"][member] = hashlib.sha256(m[member]).hexdigest()
         m["manifest.json"] = json.dumps(manifest).encode()
+
+    def pickled_and_rehashed(m):
+        pickled(m)
+        rehash(m, "weights.pt")
+
+    def wider_config(m):  # weights of one configuration, configs.json of another
+        configs = json.loads(m["configs.json"])
+        configs["model"]["n_filters_scale"] *= 2
+        m["configs.json"] = json.dumps(configs).encode()
+        rehash(m, "configs.json")
 
     cases = {"truncated": (truncated, "truncated")}
     for name, mutate, expected in [
@@ -300,6 +308,7 @@ def test_archive_problems_give_clear_errors(workdir, tmp_path, capsys):
         ("backend", manifest_with(backend="tensorflow"), "tensorflow"),
         ("tampered", pickled, "SHA-256"),
         ("pickle", pickled_and_rehashed, "safely"),
+        ("configs", wider_config, "weights do not fit this model.*another shape"),
     ]:
         path = tmp_path / f"{name}.zip"
         _rewrite_archive(archive, path, mutate)

@@ -14,10 +14,12 @@ import torch
 
 from ptychopinn.config import ExecutionConfig, ModelConfig, TrainingConfig
 from ptychopinn.data.simulate import far_field_intensity
-from ptychopinn.errors import DataValidationError
+from ptychopinn.errors import ArchiveError, DataValidationError
 from ptychopinn.metrics import evaluate
+from ptychopinn.model.lightning_module import PINNLightningModule
 from ptychopinn.model.network import Generator, SpatialMixing
 from ptychopinn.model.pinn import PtychoPINN
+from ptychopinn.model.state_check import require_matching_state, state_mismatch
 from ptychopinn.workflows.execution import resolve_accelerator
 from ptychopinn.workflows.infer import reconstruct
 from ptychopinn.workflows.train import train, training_labels
@@ -191,6 +193,37 @@ def test_resume_continues_from_saved_epoch(tiny_scan, tmp_path):
     assert second.trainer.current_epoch == 4
     steps_per_epoch = math.ceil(tiny_scan.n_positions / 16)
     assert second.trainer.global_step == 4 * steps_per_epoch
+
+    # Weights of another configuration: one message naming the file, nothing written.
+    wider = TrainingConfig(
+        model=ModelConfig(N=32, n_filters_scale=2), nepochs=4, output_dir=str(tmp_path / "w")
+    )
+    with pytest.raises(ArchiveError, match=r"last\.ckpt: weights do not fit.*another shape"):
+        train(tiny_scan, wider, quiet_execution(), resume_from=last)
+    assert not (tmp_path / "w" / "checkpoints" / "interrupted.ckpt").exists()
+    with pytest.raises(ArchiveError, match=r"missing\.ckpt: checkpoint not found"):
+        train(tiny_scan, wider, quiet_execution(), resume_from=tmp_path / "missing.ckpt")
+    # Lightning's own loader (as Ptychodus calls it) gets the same check.
+    gridsize2 = {**saved["hyper_parameters"]["model_config"], "gridsize": 2}
+    with pytest.raises(ArchiveError, match="weights do not fit this model"):
+        PINNLightningModule.load_from_checkpoint(last, model_config=gridsize2)
+
+
+def test_state_mismatch_names_what_differs():
+    model = {
+        "a": torch.zeros(2, 3),
+        "b": torch.zeros(4),
+        **{f"c{i}": torch.zeros(1) for i in range(5)},
+    }
+    assert state_mismatch(model, dict(model)) is None
+    saved = {"a": torch.zeros(3, 3), "x": torch.zeros(1)}
+    problem = state_mismatch(model, saved)
+    assert "1 with another shape (saved vs model: a (3, 3) vs (2, 3))" in problem
+    assert (
+        "6 missing (b, c0, c1 and 3 more)" in problem and "1 unknown to this model (x)" in problem
+    )
+    with pytest.raises(ArchiveError, match="^run.ckpt: holds no model weights"):
+        require_matching_state(model, None, "run.ckpt")
 
 
 def test_accelerator_falls_back_to_cpu_with_warning(monkeypatch):

@@ -406,6 +406,14 @@ def test_torch_train_checkpoint_and_reconstruct(tiny_scan, tmp_path):
     assert ckpt is not None and ckpt.parent.parent == Path(loader.output_dir)
     torch.load(ckpt, map_location="cpu", weights_only=True)  # safe to load
 
+    other = tmp_path / "other_layout.ckpt"
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    conv = next(k for k, v in state["state_dict"].items() if v.ndim == 4)
+    state["state_dict"][conv] = torch.zeros(1, 1, 3, 3)
+    torch.save(state, other)
+    with pytest.raises(ArchiveError, match=r"other_layout\.ckpt: weights do not fit"):
+        PtychoModel.from_checkpoint(other)
+
     configs = PtychoModel._extract_configs_from_checkpoint(str(ckpt))
     data_cfg, model_cfg, training_cfg, inference_cfg = configs
     assert data_cfg.N == 32 and model_cfg.mode == "Unsupervised" and training_cfg.epochs == 1

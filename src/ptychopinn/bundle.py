@@ -31,6 +31,7 @@ from ptychopinn.config import (
 )
 from ptychopinn.errors import ArchiveError
 from ptychopinn.model.pinn import PtychoPINN
+from ptychopinn.model.state_check import require_matching_state
 
 ARCHIVE_NAME = "wts.h5.zip"
 FORMAT_NAME = "ptychopinn-model"
@@ -203,9 +204,7 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -
         probe_trainable=training.probe_trainable,
         intensity_scale_trainable=training.intensity_scale_trainable,
     )
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, KeyError) as exc:
-        raise ArchiveError(f"{archive}: weights do not fit the configured model ({exc})") from exc
+    require_matching_state(model.state_dict(), state, str(archive))
+    model.load_state_dict(state)
     model = model.to(torch.device(device)).eval()
     return LoadedModel(model, model_config, training, manifest)

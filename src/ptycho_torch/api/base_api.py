@@ -394,19 +394,10 @@ class PtychoModel:
 
         Read with ``torch.load(weights_only=True)``: nothing in the file is executed.
         """
-        import torch
+        from ptychopinn.model.state_check import read_checkpoint
 
         path = Path(checkpoint_path)
-        if not path.is_file():
-            raise ArchiveError(f"{path}: checkpoint not found")
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ArchiveError(
-                f"{path}: not a checkpoint that can be loaded safely (weights_only): {exc}"
-            ) from exc
-        if not isinstance(ckpt, dict):
-            raise ArchiveError(f"{path}: expected a Lightning checkpoint, found {type(ckpt)}")
+        ckpt = read_checkpoint(path)
         hp = ckpt.get("hyper_parameters") or {}
         out = []
         for key, config_cls in (
@@ -434,14 +425,17 @@ class PtychoModel:
         if any(c is None for c in (d, m, t, i)):
             raise ArchiveError(f"{checkpoint_path}: checkpoint carries no ptycho_torch configs")
         instance = cls(m, d, t, i)
-        instance.model = PtychoPINN_Lightning.load_from_checkpoint(
-            checkpoint_path,
-            map_location=map_location,
-            model_config=m,
-            data_config=d,
-            training_config=t,
-            inference_config=i,
-        )
+        try:
+            instance.model = PtychoPINN_Lightning.load_from_checkpoint(
+                checkpoint_path,
+                map_location=map_location,
+                model_config=m,
+                data_config=d,
+                training_config=t,
+                inference_config=i,
+            )
+        except ArchiveError as exc:  # weights of another layout; name the file
+            raise ArchiveError(f"{checkpoint_path}: {exc}") from None
         return instance
 
 

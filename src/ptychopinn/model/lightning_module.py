@@ -11,6 +11,7 @@ from torch import Tensor
 
 from ptychopinn.config import ExecutionConfig, ModelConfig, TrainingConfig, from_dict
 from ptychopinn.model.pinn import PtychoPINN
+from ptychopinn.model.state_check import require_matching_state
 from ptychopinn.physics.losses import amplitude_mae, poisson_nll, realspace_mae
 
 
@@ -64,6 +65,11 @@ class PINNLightningModule(L.LightningModule):
         if stage == "fit":
             with torch.no_grad():
                 self.model.generator.to(memory_format=torch.channels_last)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse weights of another configuration with one clear message (before Lightning's
+        ``load_state_dict`` would fail with a long torch error)."""
+        require_matching_state(self.state_dict(), checkpoint.get("state_dict"))
 
     @property
     def supervised(self) -> bool:

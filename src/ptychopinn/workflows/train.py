@@ -19,6 +19,7 @@ from ptychopinn.data.types import PtychoData
 from ptychopinn.errors import DataValidationError, TrainingInterrupted
 from ptychopinn.model.lightning_module import PINNLightningModule
 from ptychopinn.model.pinn import initial_intensity_scale, normalise_probe
+from ptychopinn.model.state_check import read_checkpoint, require_matching_state
 from ptychopinn.workflows.execution import build_trainer
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,14 @@ def build_module(
 
 
 def fit_interruptibly(trainer, module, train_loader, val_loader, resume_from, output_dir) -> None:
-    """``trainer.fit``, turning Lightning's exit on Ctrl-C into :class:`TrainingInterrupted`."""
+    """``trainer.fit``, turning Lightning's exit on Ctrl-C into :class:`TrainingInterrupted`.
+
+    A checkpoint to resume from is checked first, so a missing file or weights of another
+    configuration stop with one message naming the file (and no ``interrupted.ckpt``).
+    """
+    if resume_from:
+        saved = read_checkpoint(resume_from)["state_dict"]
+        require_matching_state(module.state_dict(), saved, str(resume_from))
     handler = signal.getsignal(signal.SIGINT)
     try:
         trainer.fit(
