@@ -129,7 +129,9 @@ def test_pinn_needs_a_physics_loss_but_supervised_does_not():
 
 def test_neighbor_count_must_cover_group():
     with pytest.raises(ConfigError, match=r"neighbor_count.*>= gridsize\*\*2 = 9.*found 4"):
-        TrainingConfig(model=ModelConfig(gridsize=3))
+        TrainingConfig(model=ModelConfig(gridsize=3), neighbor_count=4)
+    # Unset, it fills the group: every gridsize works without naming it.
+    assert TrainingConfig(model=ModelConfig(gridsize=3)).neighbor_count == 9
     assert TrainingConfig(model=ModelConfig(gridsize=3), neighbor_count=9).neighbor_count == 9
     assert TrainingConfig(neighbor_count=1).neighbor_count == 1  # gridsize 1: no constraint
 

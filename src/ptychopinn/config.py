@@ -205,7 +205,11 @@ BACKENDS: tuple[str, ...] = ("pytorch", "tensorflow")
 
 @dataclass
 class TrainingConfig:
-    """What to train on and with which loss; ``n_groups=None`` means use all groups."""
+    """What to train on and with which loss; ``n_groups=None`` means use all groups.
+
+    ``neighbor_count=None`` (the default) means ``max(4, gridsize**2)``: the nearest
+    positions that fill a group, so every gridsize works without setting it.
+    """
 
     model: ModelConfig = field(default_factory=ModelConfig)
     train_data_file: str | None = None
@@ -220,7 +224,9 @@ class TrainingConfig:
     n_groups: int | None = 512
     n_subsample: int | None = None
     subsample_seed: int | None = None
-    neighbor_count: int = 4
+    neighbor_count: int | None = field(
+        default=None, metadata={"default_text": "max(4, gridsize**2)"}
+    )
     positions_provided: bool = True
     probe_trainable: bool = False
     intensity_scale_trainable: bool = True
@@ -243,8 +249,10 @@ class TrainingConfig:
             )
         _check_range(self, "nphotons", gt=0)
         _check_sampling(self)
-        _check_range(self, "neighbor_count", ge=1)
         group = self.model.gridsize**2
+        if self.neighbor_count is None:
+            self.neighbor_count = max(4, group)
+        _check_range(self, "neighbor_count", ge=1)
         if self.model.gridsize > 1 and self.neighbor_count < group:
             raise _fail(
                 self,

@@ -25,6 +25,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, *, skip=()) -> 
         if f.name in skip or f.name == "model":
             continue
         default = f.default if not callable(f.default_factory) else f.default_factory()  # type: ignore[misc]
+        default = f.metadata.get("default_text", default)
         group.add_argument(
             f"--{f.name}", default=None, metavar="VALUE", help=f"(default: {default})"
         )
