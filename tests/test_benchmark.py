@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -230,3 +231,30 @@ def test_model_still_trains_after_inference(tiny_scan):
     loss = model.predict_patches(torch.rand(2, 1, 32, 32)).abs().sum()
     loss.backward()
     assert conv.grad is not None and torch.isfinite(conv.grad).all()
+
+
+def _load_benchmark_script(name: str):
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quality_diagnostic_removes_only_smooth_phase_error(tiny_scan):
+    quality = _load_benchmark_script("quality")
+    truth = tiny_scan.object
+    yy, xx = np.mgrid[: truth.shape[0], : truth.shape[1]]
+    centre = (truth.shape[0] - 1) / 2
+    smooth = 0.6 * np.exp(-((xx - centre - 8) ** 2 + (yy - centre + 5) ** 2) / (2 * 15**2))
+    fine = 0.4 * np.random.default_rng(0).standard_normal(truth.shape)
+
+    def scores(error):
+        recon = truth * np.exp(1j * error)
+        plain = evaluate(recon, truth, xcoords=tiny_scan.xcoords, ycoords=tiny_scan.ycoords, N=32)
+        return plain["phase_ssim"], quality.phase_ssim_without_smooth_error(recon, tiny_scan)
+
+    plain, corrected = scores(smooth)
+    assert plain < 0.7 and corrected > 0.9  # smooth error: removed by the diagnostic
+    plain, corrected = scores(fine)
+    assert corrected < 0.8 and abs(corrected - plain) < 0.1  # fine error: stays
