@@ -83,6 +83,7 @@ def run_case(name: str, args: argparse.Namespace) -> list[dict]:
             batch_size=args.batch_size,
             n_groups=None,
             output_dir=out,
+            seed=args.seed,
             **spec,
         )
         ex = ExecutionConfig(
@@ -142,6 +143,7 @@ def main() -> None:
     p.add_argument("--step", type=float, default=7.0)
     p.add_argument("--nphotons", type=float, default=1e6)
     p.add_argument("--accelerator", default="cpu")
+    p.add_argument("--seed", type=int, default=42, help="training seed (same data)")
     p.add_argument("--json", default=None, help="also write the rows as JSON")
     args = p.parse_args()
     warnings.filterwarnings("ignore")
