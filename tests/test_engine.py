@@ -222,7 +222,7 @@ def test_state_mismatch_names_what_differs():
     assert (
         "6 missing (b, c0, c1 and 3 more)" in problem and "1 unknown to this model (x)" in problem
     )
-    with pytest.raises(ArchiveError, match="^run.ckpt: holds no model weights"):
+    with pytest.raises(ArchiveError, match="^run.ckpt: no model weights"):
         require_matching_state(model, None, "run.ckpt")
 
 

@@ -67,7 +67,7 @@ def require_matching_state(
     """Raise :class:`ArchiveError` (naming ``source`` if given) unless ``found`` fits."""
     prefix = f"{source}: " if source else ""
     if not isinstance(found, Mapping):
-        raise ArchiveError(f"{prefix}holds no model weights (state_dict)")
+        raise ArchiveError(f"{prefix}no model weights (state_dict) found")
     problem = state_mismatch(expected, found)
     if problem:
         raise ArchiveError(f"{prefix}weights do not fit this model: {problem}; {_ADVICE}")
