@@ -38,21 +38,18 @@ def save_image(image: np.ndarray, path: str | os.PathLike, *, title: str, cmap: 
     return _save(fig, path)
 
 
-def save_object_pictures(obj: np.ndarray, output_dir: str | os.PathLike) -> list[Path]:
-    """``reconstructed_amplitude.png`` and ``reconstructed_phase.png`` of a complex object."""
+def save_object_pictures(
+    obj: np.ndarray, output_dir: str | os.PathLike, *, stem: str = "reconstructed"
+) -> list[Path]:
+    """``<stem>_amplitude.png`` and ``<stem>_phase.png`` of a complex object."""
     out = Path(output_dir)
+    label = stem.replace("_", " ").capitalize()
     return [
         save_image(
-            np.abs(obj),
-            out / "reconstructed_amplitude.png",
-            title="Reconstructed amplitude",
-            cmap="gray",
+            np.abs(obj), out / f"{stem}_amplitude.png", title=f"{label} amplitude", cmap="gray"
         ),
         save_image(
-            np.angle(obj),
-            out / "reconstructed_phase.png",
-            title="Reconstructed phase (rad)",
-            cmap="twilight",
+            np.angle(obj), out / f"{stem}_phase.png", title=f"{label} phase (rad)", cmap="twilight"
         ),
     ]
 

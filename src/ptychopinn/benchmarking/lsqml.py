@@ -147,8 +147,13 @@ def run_lsqml(
     *,
     timeout: float | None = None,
     workdir: str | os.PathLike | None = None,
+    initial_object: np.ndarray | None = None,
 ) -> LSQMLResult:
-    """Reconstruct ``data`` with Pty-Chi LSQML in a child process and return the result."""
+    """Reconstruct ``data`` with Pty-Chi LSQML in a child process and return the result.
+
+    ``initial_object`` (the scan's canvas shape) replaces the flat start, e.g. the PINN's
+    stitched object; ``data.probe`` must then be in the units that match it.
+    """
     from ptychopinn.data.npz import save_npz
 
     settings = settings or LSQMLSettings()
@@ -159,6 +164,15 @@ def run_lsqml(
         tmp_path = Path(tmp)
         scan = save_npz(data, tmp_path / "scan.npz")
         out = tmp_path / "lsqml.npz"
+        extra: list[str] = []
+        if initial_object is not None:
+            start_obj = np.asarray(initial_object, dtype=np.complex64)
+            if start_obj.shape != data.canvas_shape():
+                raise LSQMLError(
+                    f"initial object: expected the scan's canvas {data.canvas_shape()}, "
+                    f"found {start_obj.shape}"
+                )
+            extra = ["--initial", str(atomic_savez(tmp_path / "initial.npz", object=start_obj))]
         cmd = [
             sys.executable,
             "-m",
@@ -169,6 +183,7 @@ def run_lsqml(
             str(out),
             "--settings",
             json.dumps(asdict(settings)),
+            *extra,
         ]
         log.info("running Pty-Chi LSQML (%d epochs) in a child process", settings.epochs)
         start = time.perf_counter()
@@ -287,7 +302,16 @@ def _options(api, settings: LSQMLSettings, data: PtychoData, device_gpu: bool):
     return opts
 
 
-def solve(data: PtychoData, settings: LSQMLSettings) -> dict:
+def _start_object(initial: np.ndarray | None, h: int, w: int, m: int) -> np.ndarray:
+    """(1, H + 2m, W + 2m) starting object: flat ones, or ``initial`` edge-padded by ``m``."""
+    if initial is None:
+        return np.ones((1, h + 2 * m, w + 2 * m), dtype=np.complex64)
+    return np.pad(np.asarray(initial, dtype=np.complex64), m, mode="edge")[None]
+
+
+def solve(
+    data: PtychoData, settings: LSQMLSettings, initial_object: np.ndarray | None = None
+) -> dict:
     """Run LSQML in this process (the child); returns arrays and timings."""
     import torch
 
@@ -307,7 +331,7 @@ def solve(data: PtychoData, settings: LSQMLSettings) -> dict:
     task = PtychographyTask(
         _options(api, settings, data, gpu),
         diffraction_data=np.square(data.diffraction, dtype=np.float32),
-        object_data=np.ones((1, h + 2 * m, w + 2 * m), dtype=np.complex64),
+        object_data=_start_object(initial_object, h, w, m),
         probe_data=(np.asarray(data.probe, dtype=np.complex64) / n)[None, None],
         probe_position_x_px=(data.xcoords + _parity(n)).astype(np.float32),
         probe_position_y_px=(data.ycoords + _parity(n)).astype(np.float32),
@@ -350,11 +374,16 @@ def _child_main(argv: list[str] | None = None) -> int:
     p.add_argument("--input", required=True)
     p.add_argument("--output", required=True)
     p.add_argument("--settings", default="{}", help="LSQMLSettings as JSON")
+    p.add_argument("--initial", default=None, help="NPZ with the starting 'object'")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     settings = _settings_from_json(args.settings)
     data = load_npz(args.input)
-    result = solve(data, settings)
+    initial = None
+    if args.initial:
+        with np.load(args.initial) as start:
+            initial = start["object"]
+    result = solve(data, settings, initial)
     atomic_savez(args.output, **result)
     return 0
 

@@ -33,6 +33,13 @@ from ptychopinn.benchmarking.lsqml import (
     run_lsqml,
 )
 from ptychopinn.benchmarking.table import MethodResult, comparison_rows, format_table
+from ptychopinn.benchmarking.time_to_quality import (
+    CURVES,
+    format_curve,
+    plot_curve,
+    time_to_quality,
+)
+from ptychopinn.benchmarking.time_to_quality import DEFAULT_EPOCHS as TTQ_EPOCHS
 from ptychopinn.cli.common import configure_logging, run_cli
 from ptychopinn.cli.config_flags import add_bool_flag, add_execution_flags, execution_overrides
 from ptychopinn.config import (
@@ -95,6 +102,29 @@ def build_parser() -> argparse.ArgumentParser:
         "refine the probe too (default: keep the given probe, like the PINN)",
     )
     lq.add_argument("--lsqml_timeout", type=float, default=None, help="seconds")
+    tq = p.add_argument_group("time to quality (refinement after the network)")
+    tq.add_argument(
+        "--refine_curves",
+        nargs="*",
+        choices=CURVES,
+        default=["object", "lsqml"],
+        help="curves of SSIM against seconds: object (PINN + direct object refinement), "
+        "finetune (PINN + test-time training), lsqml_from_pinn, lsqml (from a flat object); "
+        "the LSQML curves need Pty-Chi; give none to skip",
+    )
+    tq.add_argument(
+        "--refine_epochs",
+        type=int,
+        nargs="+",
+        default=list(TTQ_EPOCHS),
+        help="epoch counts of every curve",
+    )
+    tq.add_argument(
+        "--finetune_max_epochs",
+        type=int,
+        default=5,
+        help="fine-tuning costs a training epoch per epoch: only counts up to this",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch threads (both methods)")
     p.add_argument("--json", default=None, help="also write the table and settings here")
     p.add_argument("--verbose", action="store_true")
@@ -114,6 +144,9 @@ def _check_args(args: argparse.Namespace) -> None:
     for name in ("step", "nphotons"):
         if not getattr(args, name) > 0:
             raise ConfigError(f"--{name}: expected a positive number, found {getattr(args, name)}")
+    for k in args.refine_epochs:
+        if not 1 <= k <= 10_000:
+            raise ConfigError(f"--refine_epochs: expected integers in [1, 10000], found {k}")
     if args.model_path and args.train_data:
         raise ConfigError(
             "--model_path, --train_data: give one (a trained model or data to train on)"
@@ -202,6 +235,29 @@ def lsqml_settings(args) -> LSQMLSettings:
     )
 
 
+def run_curves(args, model, test, pinn_obj, pinn_s, device, settings, reason) -> list:
+    """The time-to-quality points; LSQML curves are left out (with a message) without Pty-Chi."""
+    curves = list(args.refine_curves)
+    lsqml_curves = [c for c in curves if c.startswith("lsqml")]
+    if lsqml_curves and (settings is None or reason):
+        print(f"time to quality: {', '.join(lsqml_curves)} skipped: {reason or '--lsqml off'}")
+        curves = [c for c in curves if not c.startswith("lsqml")]
+    if not curves:
+        return []
+    return time_to_quality(
+        model,
+        test,
+        pinn_obj,
+        pinn_s,
+        lambda obj: score(obj, test),
+        curves=curves,
+        epochs=sorted(set(args.refine_epochs)),
+        finetune_max_epochs=args.finetune_max_epochs,
+        device=device,
+        lsqml_settings=settings,
+    )
+
+
 def _main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
@@ -259,8 +315,13 @@ def _main(argv=None) -> int:
         }
     elif settings:
         lsqml_info["skipped"] = reason
+    curve_points = run_curves(args, model, test, pinn_obj, pinn_s, device, settings, reason)
     rows = comparison_rows(methods)
     print(format_table(rows))
+    if curve_points:
+        print("\nTime to quality (seconds include the network's pass for PINN + refinement):")
+        print(format_curve(curve_points))
+        plot_curve(curve_points, out / "time_to_quality.png", title=f"{test.n_positions} patterns")
     if reason and settings:
         print(f"LSQML skipped: {reason}")
     if test.object is None:
@@ -274,6 +335,7 @@ def _main(argv=None) -> int:
         "device": str(device),
         "lsqml": lsqml_info,
         "rows": rows,
+        "time_to_quality": [p.row() for p in curve_points],
     }
     for path in (out / "benchmark.json", args.json):
         if path:

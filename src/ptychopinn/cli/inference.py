@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -36,7 +37,58 @@ def build_parser() -> argparse.ArgumentParser:
     add_bool_flag(p, "comparison_plot", True)
     p.add_argument("--verbose", action="store_true")
     add_execution_flags(p, only=("accelerator", "num_workers", "inference_batch_size"))
+    add_refine_flags(p)
     return p
+
+
+def add_refine_flags(p: argparse.ArgumentParser) -> None:
+    """``--refine METHOD[:EPOCHS]`` and the settings of the object refinement."""
+    from ptychopinn.refine.object import NOISE_MODELS, ObjectRefineSettings
+
+    defaults = ObjectRefineSettings()
+    rf = p.add_argument_group(
+        "refinement after the network (the physics, on this scan, without ground truth)"
+    )
+    rf.add_argument(
+        "--refine",
+        default=None,
+        metavar="METHOD[:EPOCHS]",
+        help="object:K (direct refinement of the stitched object, the fastest to quality), "
+        "finetune:K (K epochs of network training on this scan), lsqml:K (Pty-Chi LSQML "
+        "from the PINN object; needs the ptychi extra); writes reconstruction_refined.npz, "
+        "refined_*.png and metrics_refined.json next to the network's result",
+    )
+    add_bool_flag(rf, "refine_probe", defaults.refine_probe, "object: refine the probe too")
+    rf.add_argument(
+        "--refine_batch_size",
+        type=int,
+        default=defaults.batch_size,
+        help="object: scan positions per update",
+    )
+    rf.add_argument(
+        "--refine_step",
+        type=float,
+        default=defaults.step,
+        help="object: fraction of the illumination-normalised (PIE) step",
+    )
+    rf.add_argument(
+        "--refine_noise_model",
+        choices=NOISE_MODELS,
+        default=defaults.noise_model,
+        help="object: likelihood of the measured counts",
+    )
+
+
+def refine_settings(args: argparse.Namespace):
+    """The object-refinement settings of the command line (checked, one message if bad)."""
+    from ptychopinn.refine.object import ObjectRefineSettings
+
+    return ObjectRefineSettings(
+        batch_size=args.refine_batch_size,
+        step=args.refine_step,
+        refine_probe=args.refine_probe,
+        noise_model=args.refine_noise_model,
+    )
 
 
 def _main(argv=None) -> int:
@@ -45,11 +97,14 @@ def _main(argv=None) -> int:
     check_backend(args.backend)
     from ptychopinn.bundle import load_model
     from ptychopinn.data.npz import load_npz
+    from ptychopinn.refine import parse_refine_spec, refine_reconstruction
     from ptychopinn.workflows.execution import resolve_device
     from ptychopinn.workflows.infer import reconstruct
     from ptychopinn.workflows.outputs import write_outputs
     from ptychopinn.workflows.train import subsample
 
+    spec = parse_refine_spec(args.refine)
+    object_settings = refine_settings(args)
     execution = from_dict(ExecutionConfig, execution_overrides(args), source="command line")
     device = resolve_device(execution.accelerator)
     loaded = load_model(args.model_path, device=device)
@@ -69,6 +124,34 @@ def _main(argv=None) -> int:
         "seconds": round(seconds, 3),
         "patterns_per_s": round(data.n_positions / seconds, 1),
     }
+    if spec is not None:
+        refined = refine_reconstruction(
+            loaded.model,
+            data,
+            rec.object,
+            spec,
+            device=device,
+            object_settings=object_settings,
+            progress=True,
+        )
+        refined_rec = replace(rec, object=refined.object)
+        refined_metrics = write_outputs(
+            refined_rec,
+            data,
+            args.output_dir,
+            comparison_plot=args.comparison_plot,
+            suffix="_refined",
+        )
+        summary["refine"] = {
+            "method": refined.method,
+            "epochs": refined.epochs,
+            "seconds": round(refined.seconds, 3),
+            "stopped": refined.stopped,
+        }
+        if refined.losses:
+            summary["refine"]["final_loss"] = round(refined.losses[-1], 6)
+        if refined_metrics:
+            summary["refine"]["metrics"] = {k: round(v, 4) for k, v in refined_metrics.items()}
     return print_summary(summary, metrics)
 
 

@@ -148,6 +148,20 @@ class PtychoPINN(nn.Module):
         )
         return far_field(exit_wave).abs() / self.intensity_scale
 
+    def counts_probe(self) -> Tensor:
+        """The illumination as the physics applies it (smoothing and mask included), in units
+        where ``|F(P · O)|`` is the measured amplitude: what an iterative refinement of the
+        network's object starts from."""
+        with torch.no_grad():
+            ones = torch.ones_like(self.probe)
+            probe = illuminate(
+                ones,
+                self.probe,
+                probe_mask=self.probe_mask,
+                smoothing_sigma=self.config.gaussian_smoothing_sigma,
+            )
+            return probe / self.intensity_scale
+
     def forward(self, amplitudes: Tensor, offsets: Tensor | None = None) -> ForwardOutput:
         patches = self.predict_patches(amplitudes, offsets)
         return ForwardOutput(patches, self.diffraction_amplitude(patches))

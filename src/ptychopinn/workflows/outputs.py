@@ -32,23 +32,26 @@ def write_outputs(
     output_dir: str | os.PathLike,
     *,
     comparison_plot: bool = True,
+    suffix: str = "",
 ) -> dict | None:
     """Pictures + ``reconstruction.npz``; with ground truth also ``metrics.json`` and a plot.
 
+    ``suffix`` (e.g. ``"_refined"``) names a second result written next to the first:
+    ``reconstruction_refined.npz``, ``refined_amplitude.png``, ``metrics_refined.json``, ...
     Returns the metrics (None without ``objectGuess``).
     """
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    save_object_pictures(rec.object, out)
-    save_reconstruction_npz(rec, out / "reconstruction.npz")
+    save_object_pictures(rec.object, out, stem=suffix.lstrip("_") or "reconstructed")
+    save_reconstruction_npz(rec, out / f"reconstruction{suffix}.npz")
     if data.object is None:
         return None
     metrics = evaluate(rec.object, data.object, xcoords=rec.xcoords, ycoords=rec.ycoords, N=data.N)
-    write_json(metrics, out / "metrics.json")
+    write_json(metrics, out / f"metrics{suffix}.json")
     if comparison_plot:
         mask = scanned_region_mask(rec.xcoords, rec.ycoords, data.N, data.object.shape)
         aligned, _ = align(rec.object, data.object, mask=mask)
         save_comparison(
-            aligned, data.object, out / "comparison_plot.png", mask=mask, metrics=metrics
+            aligned, data.object, out / f"comparison_plot{suffix}.png", mask=mask, metrics=metrics
         )
     return metrics

@@ -1,0 +1,42 @@
+"""The ``METHOD:K`` refinement spec of ``ptycho_inference --refine``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ptychopinn.errors import ConfigError
+
+METHODS = ("object", "finetune", "lsqml")
+#: Epochs when the spec names only the method.
+DEFAULT_EPOCHS = {"object": 50, "finetune": 5, "lsqml": 20}
+MAX_EPOCHS = 100_000
+
+
+@dataclass(frozen=True)
+class RefineSpec:
+    """A refinement method and its number of epochs."""
+
+    method: str
+    epochs: int
+
+
+def parse_refine_spec(text: str | None) -> RefineSpec | None:
+    """``'object:20'`` -> RefineSpec('object', 20); ``None``/``'none'`` -> None."""
+    if text is None or text.strip().lower() in ("", "none", "off"):
+        return None
+    method, _, count = text.strip().partition(":")
+    method = method.lower()
+    expected = f"METHOD[:EPOCHS] with METHOD one of {', '.join(METHODS)} (e.g. object:50)"
+    if method not in METHODS:
+        raise ConfigError(f"--refine: expected {expected}, found {text!r}")
+    if not count:
+        return RefineSpec(method, DEFAULT_EPOCHS[method])
+    try:
+        epochs = int(count)
+    except ValueError:
+        raise ConfigError(f"--refine: expected {expected}, found {text!r}") from None
+    if not 1 <= epochs <= MAX_EPOCHS:
+        raise ConfigError(
+            f"--refine: expected between 1 and {MAX_EPOCHS} epochs, found {epochs} in {text!r}"
+        )
+    return RefineSpec(method, epochs)
