@@ -27,7 +27,17 @@ from ptychopinn.workflows.infer import channels_last, reconstruct
 
 HAS_PTYCHI = importlib.util.find_spec("ptychi") is not None
 TINY = ["--N", "32", "--object_size", "64", "--step", "6", "--nepochs", "1"]
-TINY += ["--n_filters_scale", "1", "--batch_size", "8", "--threads", "2"]
+TINY += [
+    "--n_filters_scale",
+    "1",
+    "--batch_size",
+    "8",
+    "--threads",
+    "2",
+    "--refine_epochs",
+    "1",
+    "2",
+]
 
 
 # ----------------------------------------------------------------------------- table
@@ -75,6 +85,13 @@ def test_cli_end_to_end_without_lsqml(tmp_path, capsys):
     assert trained["seconds"] == pytest.approx(pinn["seconds"] + summary["train_s"])
     assert pinn["patterns_per_s"] == pytest.approx(summary["positions"] / pinn["seconds"])
     assert (out / "wts.h5.zip").is_file() and (out / "pinn_object.npz").is_file()
+    # Time to quality: the PINN alone, then PINN + object refinement per epoch count.
+    curve = [(p["curve"], p["epochs"]) for p in summary["time_to_quality"]]
+    assert curve[0] == ("pinn", 0) and ("object", 1) in curve and ("object", 2) in curve
+    refined = [p for p in summary["time_to_quality"] if p["curve"] == "object"]
+    assert all(p["seconds"] > pinn["seconds"] for p in refined)
+    assert "Time to quality" in text and "lsqml skipped: --lsqml off" in text
+    assert (out / "time_to_quality.png").is_file()
     # The saved model is reusable: no training the second time.
     code = bench_cli.main(
         [*TINY, "--lsqml", "off", "--model_path", str(out), "--output_dir", str(tmp_path / "b")]

@@ -88,6 +88,7 @@ def save_model(
         "created_by": f"ptychopinn {__version__}",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "intensity_scale": float(model.intensity_scale.detach()),
+        "reference_energy": model.reference_energy,
         "N": model.config.N,
         "gridsize": model.config.gridsize,
         "sha256": {name: _sha256(data) for name, data in members.items()},
@@ -178,6 +179,19 @@ def _parse(path: Path, zf: zipfile.ZipFile) -> tuple[dict, dict[str, bytes]]:
     return manifest, members
 
 
+def _reference_energy(manifest: dict, archive: Path) -> float | None:
+    """The training data's mean counts per pattern (None in archives written before it)."""
+    value = manifest.get("reference_energy")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ArchiveError(
+            f"{archive}: manifest.json 'reference_energy' must be a positive number; "
+            f"found {value!r}"
+        )
+    return float(value)
+
+
 def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> LoadedModel:
     """Load an archive (directory holding ``wts.h5.zip``, the file, or a zip wrapping it)."""
     archive = find_archive(path)
@@ -203,6 +217,7 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -
         float(manifest.get("intensity_scale", 1.0)),
         probe_trainable=training.probe_trainable,
         intensity_scale_trainable=training.intensity_scale_trainable,
+        reference_energy=_reference_energy(manifest, archive),
     )
     require_matching_state(model.state_dict(), state, str(archive))
     model.load_state_dict(state)

@@ -23,7 +23,7 @@ from ptychopinn.refine.finetune import FinetuneSettings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_EPOCHS = (1, 2, 5, 10, 20)
+DEFAULT_EPOCHS = (1, 2, 5, 10, 20, 50)
 CURVES = ("object", "finetune", "lsqml_from_pinn", "lsqml")
 
 

@@ -235,15 +235,16 @@ def lsqml_settings(args) -> LSQMLSettings:
     )
 
 
-def run_curves(args, model, test, pinn_obj, pinn_s, device, settings, reason) -> list:
-    """The time-to-quality points; LSQML curves are left out (with a message) without Pty-Chi."""
+def run_curves(args, model, test, pinn_obj, pinn_s, device, settings, reason) -> tuple:
+    """(time-to-quality points, note): LSQML curves are left out without Pty-Chi."""
     curves = list(args.refine_curves)
     lsqml_curves = [c for c in curves if c.startswith("lsqml")]
+    note = ""
     if lsqml_curves and (settings is None or reason):
-        print(f"time to quality: {', '.join(lsqml_curves)} skipped: {reason or '--lsqml off'}")
+        note = f"time to quality: {', '.join(lsqml_curves)} skipped: {reason or '--lsqml off'}"
         curves = [c for c in curves if not c.startswith("lsqml")]
     if not curves:
-        return []
+        return [], note
     return time_to_quality(
         model,
         test,
@@ -255,7 +256,7 @@ def run_curves(args, model, test, pinn_obj, pinn_s, device, settings, reason) ->
         finetune_max_epochs=args.finetune_max_epochs,
         device=device,
         lsqml_settings=settings,
-    )
+    ), note
 
 
 def _main(argv=None) -> int:
@@ -315,13 +316,17 @@ def _main(argv=None) -> int:
         }
     elif settings:
         lsqml_info["skipped"] = reason
-    curve_points = run_curves(args, model, test, pinn_obj, pinn_s, device, settings, reason)
+    curve_points, curve_note = run_curves(
+        args, model, test, pinn_obj, pinn_s, device, settings, reason
+    )
     rows = comparison_rows(methods)
     print(format_table(rows))
     if curve_points:
         print("\nTime to quality (seconds include the network's pass for PINN + refinement):")
         print(format_curve(curve_points))
         plot_curve(curve_points, out / "time_to_quality.png", title=f"{test.n_positions} patterns")
+    if curve_note:
+        print(curve_note)
     if reason and settings:
         print(f"LSQML skipped: {reason}")
     if test.object is None:

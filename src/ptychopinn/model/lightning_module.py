@@ -37,6 +37,7 @@ class PINNLightningModule(L.LightningModule):
         execution_config: dict,
         intensity_scale: float = 1.0,
         probe: np.ndarray | None = None,
+        reference_energy: float | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["probe"])
@@ -55,6 +56,7 @@ class PINNLightningModule(L.LightningModule):
             intensity_scale,
             probe_trainable=self.training_config.probe_trainable,
             intensity_scale_trainable=self.training_config.intensity_scale_trainable,
+            reference_energy=reference_energy,
         )
 
     def setup(self, stage: str) -> None:

@@ -12,6 +12,8 @@ batch plus the canvas, whatever the number of scan positions.
 from __future__ import annotations
 
 import contextlib
+import logging
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -23,9 +25,12 @@ from tqdm.auto import tqdm
 from ptychopinn.data.grouping import group_all_positions
 from ptychopinn.data.types import PtychoData
 from ptychopinn.errors import ConfigError, DataValidationError
-from ptychopinn.model.pinn import PtychoPINN
+from ptychopinn.model.pinn import PtychoPINN, mean_pattern_energy
 from ptychopinn.physics.patches import PatchAccumulator
 
+log = logging.getLogger(__name__)
+#: Dose ratio (scan / training, either way) beyond which inference warns.
+DOSE_WARN_RATIO = 10.0
 #: Patches stitched per accumulator call (at least one network batch).
 STITCH_BATCH_SIZE = 256
 WEIGHTINGS = ("probe", "uniform", "none")
@@ -106,6 +111,28 @@ def _stitch_weights(model: PtychoPINN, weighting: str) -> torch.Tensor | None:
     return None
 
 
+def dose_factor(model: PtychoPINN, data: PtychoData) -> float:
+    """Input factor that brings ``data`` to the model's training dose (1 when unknown)."""
+    if model.reference_energy is None:
+        return 1.0
+    energy = mean_pattern_energy(data.diffraction)
+    factor = model.dose_factor(energy)
+    ratio = energy / model.reference_energy
+    if not DOSE_WARN_RATIO**-1 <= ratio <= DOSE_WARN_RATIO:
+        log.warning(
+            "%s: %.3g counts per pattern on average, %.3gx the training data's %.3g; the "
+            "network input is rescaled to the training dose, but its noise level is not what "
+            "the model saw: check the result (or refine it: --refine object)",
+            data.source,
+            energy,
+            ratio,
+            model.reference_energy,
+        )
+    elif abs(math.log(ratio)) > 0.01:
+        log.info("%s: dose %.3gx the training data's; inputs rescaled", data.source, ratio)
+    return factor
+
+
 @torch.inference_mode()
 def reconstruct(
     model: PtychoPINN,
@@ -121,6 +148,7 @@ def reconstruct(
     precision: str = "32",
     stitch_batch_size: int = STITCH_BATCH_SIZE,
     on_batch: Callable[[int], None] | None = None,
+    adapt_dose: bool = True,
 ) -> Reconstruction:
     """Predict one patch per scan position and stitch all of them on the object canvas.
 
@@ -130,9 +158,12 @@ def reconstruct(
     ``return_patches``). ``weighting='probe'`` weights each patch by ``|P|^2`` (the object is
     known where it is lit); ``'uniform'``/``'none'`` weight all pixels alike.
 
-    ``data.diffraction`` may be any array indexable by an integer array (a ``np.memmap``
-    included). ``precision`` ``'bf16'``/``'16'`` runs the network under autocast (useful on
-    GPUs; slow on CPUs without native bf16). ``on_batch(n_done)`` is called after each batch.
+    ``adapt_dose`` feeds a scan measured at another dose than the training data rescaled
+    to the training dose (:meth:`PtychoPINN.dose_factor`), with a warning when the two differ
+    by more than :data:`DOSE_WARN_RATIO`. ``data.diffraction`` may be any array indexable by
+    an integer array (a ``np.memmap`` included). ``precision`` ``'bf16'``/``'16'`` runs the
+    network under autocast (useful on GPUs; slow on CPUs without native bf16).
+    ``on_batch(n_done)`` is called after each batch.
     """
     N = model.config.N
     if data.N != N:
@@ -146,6 +177,7 @@ def reconstruct(
     device = torch.device(device)
     model = model.to(device).eval()
     weights = _stitch_weights(model, weighting)
+    dose = dose_factor(model, data) if adapt_dose else 1.0
     autocast = _autocast(device, precision)
     groups = group_all_positions(data.coords, model.config.gridsize)
     acc = PatchAccumulator(canvas_shape or data.canvas_shape(), N, device=device)
@@ -171,6 +203,8 @@ def reconstruct(
         for start in tqdm(starts, desc="reconstructing", unit="batch", disable=not progress):
             stop = min(start + batch_size, groups.G)
             x = _gather(data.diffraction, groups.indices[start:stop]).to(device, non_blocking=True)
+            if dose != 1.0:
+                x = x * dose
             if channels_last_format:
                 x = x.contiguous(memory_format=torch.channels_last)
             off = offsets[start:stop].to(device) if use_offsets else None

@@ -18,7 +18,7 @@ from ptychopinn.data.simulate import extract_patches_exact
 from ptychopinn.data.types import PtychoData
 from ptychopinn.errors import DataValidationError, TrainingInterrupted
 from ptychopinn.model.lightning_module import PINNLightningModule
-from ptychopinn.model.pinn import initial_intensity_scale, normalise_probe
+from ptychopinn.model.pinn import initial_intensity_scale, mean_pattern_energy, normalise_probe
 from ptychopinn.model.state_check import read_checkpoint, require_matching_state
 from ptychopinn.workflows.execution import build_trainer
 
@@ -89,6 +89,7 @@ def build_module(
         sections["execution"],
         intensity_scale=scale,
         probe=data.probe,
+        reference_energy=mean_pattern_energy(data.diffraction),
     )
 
 
