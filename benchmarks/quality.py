@@ -129,13 +129,17 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--cases", nargs="+", default=["pinn"], choices=sorted(CASES))
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch_size", type=int, default=4)
-    p.add_argument("--gridsize", type=int, default=2)
-    p.add_argument("--n_filters_scale", type=int, default=1)
-    p.add_argument("--learning_rate", type=float, default=1e-3)
-    p.add_argument("--scheduler", default="cosine")
-    p.add_argument("--normalization", default="batch", choices=["none", "batch", "group"])
+    p.add_argument("--epochs", type=int, default=TrainingConfig().nepochs)
+    # The recipe is the config defaults (defined once, in ptychopinn.config).
+    model_d, train_d, exec_d = ModelConfig(), TrainingConfig(), ExecutionConfig()
+    p.add_argument("--batch_size", type=int, default=train_d.batch_size)
+    p.add_argument("--gridsize", type=int, default=model_d.gridsize)
+    p.add_argument("--n_filters_scale", type=int, default=model_d.n_filters_scale)
+    p.add_argument("--learning_rate", type=float, default=exec_d.learning_rate)
+    p.add_argument("--scheduler", default=exec_d.scheduler)
+    p.add_argument(
+        "--normalization", default=model_d.normalization, choices=["none", "batch", "group"]
+    )
     p.add_argument(
         "--global_mixing", default=True, action=argparse.BooleanOptionalAction, help="(default on)"
     )

@@ -17,18 +17,18 @@ ptycho_simulate --output "$OUT/train.npz" --N 64 --object_size 192 --seed 1
 ptycho_simulate --output "$OUT/test.npz" --N 64 --object_size 192 --seed 1 --object_seed 7
 echo "== training ($EPOCHS epochs on the CPU)"
 ptycho_train --train_data_file "$OUT/train.npz" --test_data_file "$OUT/test.npz" \
-  --output_dir "$OUT/model" --N 64 --gridsize 2 --n_filters_scale 1 --normalization batch --n_groups none \
-  --nepochs "$EPOCHS" --batch_size 4 --torch-learning-rate 1e-3 --torch-scheduler cosine \
-  --torch-accelerator cpu
+  --output_dir "$OUT/model" --nepochs "$EPOCHS" --torch-accelerator cpu   # the recipe = the defaults
 echo "== reconstructing the training scan and the unseen test scan"
 ptycho_inference --model_path "$OUT/model" --test_data "$OUT/train.npz" --output_dir "$OUT/recon_train"
-ptycho_inference --model_path "$OUT/model" --test_data "$OUT/test.npz" --output_dir "$OUT/recon_test"
+ptycho_inference --model_path "$OUT/model" --test_data "$OUT/test.npz" --output_dir "$OUT/recon_test" \
+  --refine object:50
 cat <<MSG
 
 Done. Look at:
   $OUT/train.png                      the simulated scan (object, probe, positions, a pattern)
   $OUT/model/loss_curve.png           training / validation loss per epoch
   $OUT/recon_train/comparison_plot.png  truth / reconstruction / error, training scan
-  $OUT/recon_test/comparison_plot.png   the same for the unseen object
+  $OUT/recon_test/comparison_plot.png   the same for the unseen object (network alone)
+  $OUT/recon_test/comparison_plot_refined.png  after 50 epochs of physics refinement
   $OUT/recon_*/metrics.json           SSIM, PSNR, FRC50 after alignment
 MSG

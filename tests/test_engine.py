@@ -191,7 +191,7 @@ def test_resume_continues_from_saved_epoch(tiny_scan, tmp_path):
         resume_from=last,
     )
     assert second.trainer.current_epoch == 4
-    steps_per_epoch = math.ceil(tiny_scan.n_positions / 16)
+    steps_per_epoch = math.ceil(tiny_scan.n_positions / TrainingConfig().batch_size)
     assert second.trainer.global_step == 4 * steps_per_epoch
 
     # Weights of another configuration: one message naming the file, nothing written.
@@ -204,9 +204,9 @@ def test_resume_continues_from_saved_epoch(tiny_scan, tmp_path):
     with pytest.raises(ArchiveError, match=r"missing\.ckpt: checkpoint not found"):
         train(tiny_scan, wider, quiet_execution(), resume_from=tmp_path / "missing.ckpt")
     # Lightning's own loader (as Ptychodus calls it) gets the same check.
-    gridsize2 = {**saved["hyper_parameters"]["model_config"], "gridsize": 2}
+    other_grid = {**saved["hyper_parameters"]["model_config"], "n_filters_scale": 2}
     with pytest.raises(ArchiveError, match="weights do not fit this model"):
-        PINNLightningModule.load_from_checkpoint(last, model_config=gridsize2)
+        PINNLightningModule.load_from_checkpoint(last, model_config=other_grid)
 
 
 def test_state_mismatch_names_what_differs():

@@ -75,15 +75,18 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--nphotons", type=float, default=1e6, help="mean counts per pattern")
     sim.add_argument("--seed", type=int, default=1)
     tr = p.add_argument_group("PINN")
-    # Defaults: the CPU quality recipe of benchmarks/quality.py.
-    tr.add_argument("--nepochs", type=int, default=30)
-    tr.add_argument("--gridsize", type=int, default=2)
-    tr.add_argument("--n_filters_scale", type=int, default=1)
-    tr.add_argument("--normalization", choices=ModelConfig.NORMALIZATIONS, default="batch")
-    tr.add_argument("--batch_size", type=int, default=4)
-    tr.add_argument("--n_groups", type=int, default=None, help="default: one per position")
-    tr.add_argument("--learning_rate", type=float, default=1e-3)
-    tr.add_argument("--scheduler", choices=ExecutionConfig.SCHEDULERS, default="cosine")
+    # Defaults: the recipe, i.e. the config defaults (one definition, in ptychopinn.config).
+    model_d, train_d, exec_d = ModelConfig(), TrainingConfig(), ExecutionConfig()
+    tr.add_argument("--nepochs", type=int, default=train_d.nepochs)
+    tr.add_argument("--gridsize", type=int, default=model_d.gridsize)
+    tr.add_argument("--n_filters_scale", type=int, default=model_d.n_filters_scale)
+    tr.add_argument(
+        "--normalization", choices=ModelConfig.NORMALIZATIONS, default=model_d.normalization
+    )
+    tr.add_argument("--batch_size", type=int, default=train_d.batch_size)
+    tr.add_argument("--n_groups", type=int, default=train_d.n_groups, help="default: all")
+    tr.add_argument("--learning_rate", type=float, default=exec_d.learning_rate)
+    tr.add_argument("--scheduler", choices=ExecutionConfig.SCHEDULERS, default=exec_d.scheduler)
     tr.add_argument("--inference_batch_size", type=int, default=64)
     lq = p.add_argument_group("Pty-Chi LSQML")
     lq.add_argument(
