@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ptychopinn.benchmarking import lsqml as lsqml_mod
-from ptychopinn.benchmarking.lsqml import LSQMLSettings, run_lsqml
+from ptychopinn.benchmarking.lsqml import LSQMLError, LSQMLSettings, run_lsqml
 from ptychopinn.benchmarking.table import (
     COLUMNS,
     MethodResult,
@@ -168,6 +168,21 @@ def test_lsqml_child_process_returns_object_on_the_canvas(tiny_scan):
     # Fixed probe: returned in the project's units, unchanged.
     np.testing.assert_allclose(res.probe, tiny_scan.probe, rtol=1e-5, atol=1e-5)
     assert res.epochs == 2 and res.solve_s > 0 and res.wall_s >= res.solve_s
+
+
+@pytest.mark.skipif(not HAS_PTYCHI, reason="Pty-Chi (optional extra) is not installed")
+def test_lsqml_starts_from_the_given_object(tiny_scan):
+    """Started from the truth, one epoch stays near it; from a flat object it cannot be."""
+    settings = LSQMLSettings(epochs=1, batch_size=10, threads=2)
+    started = run_lsqml(tiny_scan, settings, initial_object=tiny_scan.object, timeout=120)
+    flat = run_lsqml(tiny_scan, settings, timeout=120)
+    truth = tiny_scan.object
+    inner = (slice(24, 48), slice(24, 48))
+    err_started = np.abs(started.object - truth)[inner].mean()
+    err_flat = np.abs(flat.object - truth)[inner].mean()
+    assert err_started < 0.5 * err_flat
+    with pytest.raises(LSQMLError, match="canvas"):
+        run_lsqml(tiny_scan, settings, initial_object=truth[:-1])
 
 
 @pytest.mark.slow

@@ -223,23 +223,19 @@ def scan_and_model(tmp_path_factory, small_scan, untrained_model):
     return d
 
 
+def _infer(d, out, *argv) -> int:
+    """ptycho_inference on the module's scan and model; argparse's usage errors give 2 too."""
+    args = ["--model_path", str(d / "model"), "--test_data", str(d / "scan.npz")]
+    try:
+        return inference_cli.main([*args, "--output_dir", str(out), *argv])
+    except SystemExit as exc:
+        return int(exc.code)
+
+
 def test_inference_refine_writes_both_results(scan_and_model, capsys):
     d = scan_and_model
     out = d / "out"
-    code = inference_cli.main(
-        [
-            "--model_path",
-            str(d / "model"),
-            "--test_data",
-            str(d / "scan.npz"),
-            "--output_dir",
-            str(out),
-            "--refine",
-            "object:8",
-            "--torch-accelerator",
-            "cpu",
-        ]
-    )
+    code = _infer(d, out, "--refine", "object:8", "--torch-accelerator", "cpu")
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     for name in (
@@ -268,21 +264,7 @@ def test_inference_refine_writes_both_results(scan_and_model, capsys):
     ],
 )
 def test_inference_bad_refine_flags(scan_and_model, tmp_path, capsys, argv, expected):
-    d = scan_and_model
-    try:
-        code = inference_cli.main(
-            [
-                "--model_path",
-                str(d / "model"),
-                "--test_data",
-                str(d / "scan.npz"),
-                "--output_dir",
-                str(tmp_path / "o"),
-                *argv,
-            ]
-        )
-    except SystemExit as exc:  # argparse's own usage error
-        code = exc.code
+    code = _infer(scan_and_model, tmp_path / "o", *argv)
     err = capsys.readouterr().err
     assert code == 2 and expected in err and "Traceback" not in err
     assert not (tmp_path / "o" / "reconstruction.npz").exists()

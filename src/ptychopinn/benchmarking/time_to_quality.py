@@ -162,12 +162,20 @@ def plot_curve(
         if not sel:
             continue
         t = [p.seconds for p in sel]
-        style = "o" if curve == "pinn" else "o-"
         for ax, key in zip(axes, ("amp_ssim", "phase_ssim"), strict=True):
-            ax.plot(t, [p.metrics[key] for p in sel], style, label=curve)
+            values = [p.metrics[key] for p in sel]
+            if curve == "pinn":
+                ax.plot(t, values, "k*", markersize=14, label="PINN alone", zorder=5)
+            else:
+                ax.plot(t, values, "o-", label=curve)
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
     for ax, name in zip(axes, ("amplitude SSIM", "phase SSIM"), strict=True):
         ax.set_xscale("log")
-        ax.set_xlabel("seconds (log)")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set_xlabel("seconds (log scale)")
         ax.set_ylabel(name)
         ax.grid(True, alpha=0.3)
     axes[0].legend()
