@@ -289,6 +289,7 @@ def test_archive_problems_give_clear_errors(workdir, tmp_path, capsys):
     def rehash(m, member):
         manifest = json.loads(m["manifest.json"])
         manifest["sha256"][member] = hashlib.sha256(m[member]).hexdigest()
+        manifest["sizes"][member] = len(m[member])
         m["manifest.json"] = json.dumps(manifest).encode()
 
     def pickled_and_rehashed(m):
@@ -306,6 +307,12 @@ def test_archive_problems_give_clear_errors(workdir, tmp_path, capsys):
         ("future", manifest_with(format_version=99), "newer"),
         ("earlier", manifest_with(format_version=1), "earlier decoder layout.*retrain"),
         ("backend", manifest_with(backend="tensorflow"), "tensorflow"),
+        ("version-text", manifest_with(format_version="2"), "positive integer; found '2'"),
+        ("hash-list", manifest_with(sha256=["x"]), "'sha256' must be a mapping"),
+        ("scale-text", manifest_with(intensity_scale="big"), "'intensity_scale' must be a pos"),
+        ("scale-negative", manifest_with(intensity_scale=-1.0), "'intensity_scale' must be"),
+        ("energy-text", manifest_with(reference_energy="x"), "'reference_energy' must be"),
+        ("inflates", manifest_with(sizes={"weights.pt": 10, "configs.json": 10}), "inflates"),
         ("tampered", pickled, "SHA-256"),
         ("pickle", pickled_and_rehashed, "safely"),
         ("configs", wider_config, "weights do not fit this model.*another shape"),

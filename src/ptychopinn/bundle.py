@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import zipfile
 import zlib
@@ -41,6 +42,10 @@ FORMAT_VERSION = 2
 BACKEND = "pytorch"
 MODEL_NAMES = ["autoencoder", "diffraction_to_obj"]
 _MEMBERS = ("configs.json", "weights.pt")
+#: Largest member (inflated) an archive may hold: far above any model of this engine (filters
+#: x16 at N=256 are ~0.3 GB), small enough that a zip bomb cannot take the memory.
+MAX_MEMBER_BYTES = 2 * 1024**3
+_CHUNK = 1 << 20
 
 
 @dataclass
@@ -92,6 +97,7 @@ def save_model(
         "N": model.config.N,
         "gridsize": model.config.gridsize,
         "sha256": {name: _sha256(data) for name, data in members.items()},
+        "sizes": {name: len(data) for name, data in members.items()},
     }
 
     def write(tmp: Path) -> None:
@@ -124,7 +130,7 @@ def _read_members(path: Path) -> tuple[dict, dict[str, bytes]]:
             names = set(zf.namelist())
             if "manifest.json" not in names and ARCHIVE_NAME in names:
                 # A bundle zip (as Ptychodus writes it) wrapping the archive itself.
-                inner = io.BytesIO(zf.read(ARCHIVE_NAME))
+                inner = io.BytesIO(_read_capped(path, zf, ARCHIVE_NAME, MAX_MEMBER_BYTES))
                 with zipfile.ZipFile(inner) as izf:
                     return _parse(path, izf)
             return _parse(path, zf)
@@ -134,6 +140,36 @@ def _read_members(path: Path) -> tuple[dict, dict[str, bytes]]:
         ) from exc
 
 
+def _read_capped(path: Path, zf: zipfile.ZipFile, name: str, limit: int) -> bytes:
+    """A member's bytes, refused once they inflate beyond ``limit`` (read in chunks)."""
+    declared = zf.getinfo(name).file_size
+    if declared > limit:
+        raise ArchiveError(
+            f"{path}: archive member '{name}' inflates to {declared} bytes, more than the "
+            f"{limit} expected"
+        )
+    chunks, total = [], 0
+    with zf.open(name) as member:
+        while block := member.read(_CHUNK):
+            total += len(block)
+            if total > limit:
+                raise ArchiveError(
+                    f"{path}: archive member '{name}' inflates beyond the {limit} bytes expected"
+                )
+            chunks.append(block)
+    return b"".join(chunks)
+
+
+def _mapping(manifest: dict, key: str, path: Path) -> dict:
+    value = manifest.get(key, {})
+    if not isinstance(value, dict):
+        raise ArchiveError(
+            f"{path}: manifest.json '{key}' must be a mapping of member names; found "
+            f"{type(value).__name__}"
+        )
+    return value
+
+
 def _parse(path: Path, zf: zipfile.ZipFile) -> tuple[dict, dict[str, bytes]]:
     names = set(zf.namelist())
     if "manifest.json" not in names:
@@ -141,14 +177,18 @@ def _parse(path: Path, zf: zipfile.ZipFile) -> tuple[dict, dict[str, bytes]]:
             f"{path}: expected 'manifest.json' in the archive, found {sorted(names)}"
         )
     try:
-        manifest = json.loads(zf.read("manifest.json"))
+        manifest = json.loads(_read_capped(path, zf, "manifest.json", 1 << 20))
     except ValueError as exc:
         raise ArchiveError(f"{path}: manifest.json is not valid JSON ({exc})") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         found = manifest.get("format") if isinstance(manifest, dict) else manifest
         raise ArchiveError(f"{path}: manifest format: expected '{FORMAT_NAME}', found {found!r}")
     version = manifest.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ArchiveError(
+            f"{path}: manifest.json 'format_version' must be a positive integer; found {version!r}"
+        )
+    if version > FORMAT_VERSION:
         raise ArchiveError(
             f"{path}: archive format version {version!r} is newer than this "
             f"ptychopinn supports ({FORMAT_VERSION}); upgrade ptychopinn"
@@ -165,12 +205,16 @@ def _parse(path: Path, zf: zipfile.ZipFile) -> tuple[dict, dict[str, bytes]]:
             f"{path}: archive was written by the '{backend}' backend; this "
             f"installation loads '{BACKEND}' archives only"
         )
+    hashes = _mapping(manifest, "sha256", path)
+    sizes = _mapping(manifest, "sizes", path)
     members = {}
     for name in _MEMBERS:
         if name not in names:
             raise ArchiveError(f"{path}: archive member '{name}' is missing")
-        data = zf.read(name)
-        if _sha256(data) != manifest.get("sha256", {}).get(name):
+        size = sizes.get(name)
+        limit = size if isinstance(size, int) and 0 <= size <= MAX_MEMBER_BYTES else None
+        data = _read_capped(path, zf, name, MAX_MEMBER_BYTES if limit is None else limit)
+        if _sha256(data) != hashes.get(name):
             raise ArchiveError(
                 f"{path}: archive member '{name}' does not match its SHA-256 in "
                 "the manifest (tampered or corrupt)"
@@ -179,12 +223,21 @@ def _parse(path: Path, zf: zipfile.ZipFile) -> tuple[dict, dict[str, bytes]]:
     return manifest, members
 
 
+def _intensity_scale(manifest: dict, archive: Path) -> float:
+    value = manifest.get("intensity_scale", 1.0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ArchiveError(
+            f"{archive}: manifest.json 'intensity_scale' must be a positive number; found {value!r}"
+        )
+    return float(value)
+
+
 def _reference_energy(manifest: dict, archive: Path) -> float | None:
     """The training data's mean counts per pattern (None in archives written before it)."""
     value = manifest.get("reference_energy")
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
         raise ArchiveError(
             f"{archive}: manifest.json 'reference_energy' must be a positive number; "
             f"found {value!r}"
@@ -214,7 +267,7 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -
     model = PtychoPINN(
         model_config,
         torch.ones(N, N, dtype=torch.complex64),
-        float(manifest.get("intensity_scale", 1.0)),
+        _intensity_scale(manifest, archive),
         probe_trainable=training.probe_trainable,
         intensity_scale_trainable=training.intensity_scale_trainable,
         reference_energy=_reference_energy(manifest, archive),

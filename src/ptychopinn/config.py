@@ -188,7 +188,8 @@ class ModelConfig:
         _coerce_all_fields(self)
         _check_choice(self, "N", self.ALLOWED_N)
         _check_range(self, "gridsize", ge=1, le=4)
-        _check_range(self, "n_filters_scale", ge=1)
+        # x16 is already 512..2048 channels, beyond what any measured recipe uses.
+        _check_range(self, "n_filters_scale", ge=1, le=16)
         _check_choice(self, "model_type", self.MODEL_TYPES)
         _check_choice(self, "amp_activation", self.AMP_ACTIVATIONS)
         _check_choice(self, "normalization", self.NORMALIZATIONS)

@@ -13,6 +13,7 @@ from ptychopinn.cli.common import configure_logging, print_summary, run_cli
 from ptychopinn.cli.config_flags import add_bool_flag, add_execution_flags, execution_overrides
 from ptychopinn.cli.train import check_backend
 from ptychopinn.config import ExecutionConfig, from_dict
+from ptychopinn.errors import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,10 +92,19 @@ def refine_settings(args: argparse.Namespace):
     )
 
 
+def _check_subset_flags(args: argparse.Namespace) -> None:
+    """Counts are >= 1 and seeds >= 0 (numpy would raise deep inside otherwise)."""
+    for name, low in (("n_images", 1), ("n_subsample", 1), ("subsample_seed", 0)):
+        value = getattr(args, name)
+        if value is not None and value < low:
+            raise ConfigError(f"--{name}: expected an integer >= {low}, found {value}")
+
+
 def _main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
     check_backend(args.backend)
+    _check_subset_flags(args)
     from ptychopinn.bundle import load_model
     from ptychopinn.data.npz import load_npz
     from ptychopinn.refine import parse_refine_spec, refine_reconstruction

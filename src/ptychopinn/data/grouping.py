@@ -9,6 +9,7 @@ the ``K - 1`` candidates lets one anchor yield several different groups when ove
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -129,6 +130,32 @@ def _draw_members(
     return indices
 
 
+def _cap_groups(n_groups: int | None, m: int, c: int, neighbor_count: int) -> int | None:
+    """At most the number of distinct groups: each anchor has C(K-1, C-1) member sets.
+
+    Asking for more would only repeat groups (and multiply the training time), so the count
+    is capped, with a log record that reaches callers who read logs, not warnings.
+    """
+    if n_groups is None or c == 1:
+        return n_groups
+    k = min(max(neighbor_count, c), m)
+    distinct = m * math.comb(k - 1, c - 1)
+    n = _check_int("n_groups", n_groups, 1)
+    if n <= distinct:
+        return n
+    logger.warning(
+        "n_groups=%d exceeds the %d distinct groups of %d positions with gridsize**2=%d and "
+        "neighbor_count=%d; using %d (raise neighbor_count for more distinct groups)",
+        n,
+        distinct,
+        m,
+        c,
+        k,
+        distinct,
+    )
+    return distinct
+
+
 def _sample_anchors(
     m: int, n_groups: int | None, gridsize: int, rng: np.random.Generator, sequential: bool
 ) -> np.ndarray:
@@ -173,6 +200,7 @@ def group_positions(
     c = _group_size(coords, gridsize, neighbor_count)
     rng = np.random.default_rng(seed)
     m = coords.shape[0]
+    n_groups = _cap_groups(n_groups, m, c, int(neighbor_count))
     anchors = _sample_anchors(m, n_groups, int(gridsize), rng, sequential)
     if c == 1:
         return _make_groups(coords, anchors[:, None])

@@ -82,6 +82,8 @@ SKIMAGE_IMAGES = (
 """No-argument images of ``skimage.data`` that ship with scikit-image (no download)."""
 PATTERN_KINDS = SYNTHETIC_PATTERNS + SKIMAGE_IMAGES
 PROBE_KINDS = ("lens", "disk", "gaussian")
+#: Largest simulated object (pixels): 8192**2 complex128 work arrays are already 1 GiB.
+MAX_OBJECT_PIXELS = 8192 * 8192
 SCAN_KINDS = ("raster", "spiral", "random")
 JITTER_KINDS = ("gaussian", "uniform")
 
@@ -947,6 +949,12 @@ class SimulationConfig:
             raise bad("margin", "a non-negative number of px")
         if min(h, w) < self.N + 2 * self.margin:
             raise bad("object_size", f"at least N + 2*margin = {self.N + 2 * self.margin} px")
+        if h * w > MAX_OBJECT_PIXELS:
+            raise bad(
+                "object_size",
+                f"at most {MAX_OBJECT_PIXELS} pixels in all (e.g. 8192 x 8192; the object, its "
+                "patches and patterns are held in memory)",
+            )
         for name in ("object_amplitude", "object_phase"):
             if getattr(self, name) not in PATTERN_KINDS:
                 raise bad(name, f"one of {', '.join(PATTERN_KINDS)}")

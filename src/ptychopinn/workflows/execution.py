@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import warnings
 from pathlib import Path
@@ -83,6 +84,13 @@ def _make_logger(kind: str, output_dir: Path):
     if kind == "csv":
         return pl_loggers.CSVLogger(str(output_dir), name="logs", version="")
     if kind == "tensorboard":
+        if importlib.util.find_spec("tensorboard") is None and (
+            importlib.util.find_spec("tensorboardX") is None
+        ):
+            raise ConfigError(
+                "logger 'tensorboard' needs the optional extra: pip install "
+                "'ptychopinn[tensorboard]'"
+            )
         return pl_loggers.TensorBoardLogger(str(output_dir), name="tensorboard", version="")
     if kind == "mlflow":
         try:
