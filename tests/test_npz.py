@@ -401,3 +401,47 @@ def test_atomic_save_keeps_previous_file_on_failure(tmp_path: Path, monkeypatch)
         save_npz(data, target)
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["x.npz"]
+
+
+# ------------------------------------------------- degenerate values and coordinate units
+
+
+def _without_object(**changes) -> dict[str, np.ndarray]:
+    arrays = _arrays()
+    del arrays["objectGuess"]
+    arrays.update(changes)
+    return arrays
+
+
+def test_all_zero_probe_or_diffraction_is_named(tmp_path: Path) -> None:
+    a = _arrays()
+    path = _write(tmp_path, "p.npz", **{**a, "probeGuess": np.zeros_like(a["probeGuess"])})
+    with pytest.raises(DataValidationError, match=r"p\.npz.*'probeGuess'.*non-zero energy"):
+        load_npz(path)
+    path = _write(tmp_path, "d.npz", **{**a, "diff3d": np.zeros_like(a["diff3d"])})
+    with pytest.raises(DataValidationError, match=r"d\.npz.*'diff3d'.*some signal"):
+        load_npz(path)
+
+
+def test_negative_positions_move_onto_the_canvas(tmp_path: Path, caplog) -> None:
+    a = _without_object()
+    x = a["xcoords"] - 20.0  # patches reach far below pixel 0
+    with caplog.at_level(logging.WARNING, logger="ptychopinn.data.npz"):
+        data = load_npz(_write(tmp_path, **{**a, "xcoords": x}))
+    assert "below pixel 0" in caplog.text
+    half = (N - 1) / 2
+    assert data.xcoords.min() >= half and data.xcoords.min() < half + 1
+    np.testing.assert_allclose(np.diff(data.xcoords), np.diff(x))  # relative geometry kept
+    h, w = data.canvas_shape()
+    assert data.xcoords.max() + half <= w - 1 and data.ycoords.max() + half <= h - 1
+
+
+def test_positions_in_the_wrong_unit(tmp_path: Path, caplog) -> None:
+    a = _without_object()
+    with pytest.raises(DataValidationError, match=r"'xcoords/ycoords'.*wrong unit"):
+        micro = {"xcoords": a["xcoords"] * 1e6, "ycoords": a["ycoords"] * 1e6}
+        load_npz(_write(tmp_path, "um.npz", **{**a, **micro}))
+    metres = {"xcoords": a["xcoords"] * 1e-8, "ycoords": a["ycoords"] * 1e-8}
+    with caplog.at_level(logging.WARNING, logger="ptychopinn.data.npz"):
+        load_npz(_write(tmp_path, "m.npz", **{**a, **metres}))
+    assert "in metres" in caplog.text

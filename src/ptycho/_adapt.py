@@ -14,7 +14,7 @@ import warnings
 
 import numpy as np
 
-from ptychopinn.data.npz import from_arrays
+from ptychopinn.data.npz import MAX_CANVAS_PIXELS, from_arrays
 from ptychopinn.data.types import PtychoData
 from ptychopinn.errors import DataValidationError
 
@@ -66,6 +66,12 @@ def scan_canvas_shape(xcoords: np.ndarray, ycoords: np.ndarray, N: int) -> tuple
         size = int(round(2 * mid + 1))
         needed = int(math.ceil(float(coords.max()) + (N - 1) / 2)) + 1
         shape.append(max(size, needed, N))
+    if shape[0] * shape[1] > MAX_CANVAS_PIXELS:
+        raise DataValidationError(
+            f"scan positions: expected object pixel coordinates (a canvas of at most "
+            f"{MAX_CANVAS_PIXELS} px), found positions needing a {shape[0]} x {shape[1]} canvas "
+            "(wrong unit? metres must be divided by the object pixel size)"
+        )
     return shape[0], shape[1]
 
 

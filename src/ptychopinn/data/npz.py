@@ -53,6 +53,10 @@ _INTEGER_FRACTION = 0.99
 _HEURISTIC_SAMPLE = 2_000_000
 
 
+#: Largest canvas that positions may span without an objectGuess (2 GiB as complex64).
+MAX_CANVAS_PIXELS = 1 << 28
+
+
 def _error(source: str, key: str, expected: str, found: str) -> DataValidationError:
     """Build the single-line error every contract violation uses."""
     return DataValidationError(f"{source}: key '{key}': expected {expected}, found {found}")
@@ -381,6 +385,9 @@ def _validate(
         _check_values(arr, source, key)
     _check_shape(np.asarray(data.probe), (n, n), source, "probeGuess")
     _check_values(np.asarray(data.probe), source, "probeGuess")
+    if not np.any(np.asarray(data.probe)):
+        raise _error(source, "probeGuess", "an illumination with non-zero energy", "all zeros")
+    _check_signal(diff, source, diff_key)
     if data.object is not None:
         obj = np.asarray(data.object)
         if obj.ndim != 2:
@@ -389,7 +396,61 @@ def _validate(
     if data.labels is not None:
         _check_shape(np.asarray(data.labels), (m, n, n), source, "Y")
         _check_values(np.asarray(data.labels), source, "Y")
+    if data.object is None:
+        _check_extent(data, source)
     _check_canvas(data, source, allow_outside)
+
+
+def _check_signal(diff: np.ndarray, source: str, key: str) -> None:
+    """Some pattern must hold counts (sampled evenly, so a memory map is not read whole)."""
+    m = diff.shape[0]
+    index = np.unique(np.linspace(0, m - 1, min(m, 4096)).round().astype(np.int64))
+    if not np.any(diff[index]) and not np.any(diff):
+        raise _error(source, key, "diffraction patterns with some signal", "all zeros")
+
+
+def _check_extent(data: PtychoData, source: str) -> None:
+    """Without ``objectGuess`` the canvas is sized from the positions: refuse extents no
+    object pixel grid has (coordinates in metres or micrometres), move positions whose
+    patches reach below 0 onto the canvas (with a warning), and warn about a scan that spans
+    less than a pixel."""
+    half = (data.N - 1) / 2
+    x, y = np.asarray(data.xcoords), np.asarray(data.ycoords)
+    span_x, span_y = float(np.ptp(x)), float(np.ptp(y))
+    width, height = span_x + data.N + 1, span_y + data.N + 1
+    if width * height > MAX_CANVAS_PIXELS:
+        raise _error(
+            source,
+            "xcoords/ycoords",
+            f"probe positions in object pixels (a canvas of at most {MAX_CANVAS_PIXELS} px)",
+            f"positions spanning {span_x:.4g} x {span_y:.4g} px (wrong unit? convert metres "
+            "to pixels by dividing by the object pixel size)",
+        )
+    if data.n_positions > 1 and max(span_x, span_y) < 1.0:
+        logger.warning(
+            "%s: the %d scan positions span %.3g x %.3g px in all: are 'xcoords'/'ycoords' "
+            "in metres instead of object pixels?",
+            source,
+            data.n_positions,
+            span_x,
+            span_y,
+        )
+    shift_x = max(0.0, float(np.ceil(half - x.min())))
+    shift_y = max(0.0, float(np.ceil(half - y.min())))
+    if shift_x or shift_y:
+        logger.warning(
+            "%s: patches reach below pixel 0 and there is no objectGuess to define the "
+            "canvas; positions moved by (+%g, +%g) px onto it (the outputs use the moved "
+            "coordinates)",
+            source,
+            shift_x,
+            shift_y,
+        )
+        data.xcoords = x + shift_x
+        data.ycoords = y + shift_y
+        data.xcoords_start = np.asarray(data.xcoords_start) + shift_x
+        data.ycoords_start = np.asarray(data.ycoords_start) + shift_y
+        data.metadata["coordinate_shift"] = (shift_x, shift_y)
 
 
 def validate_data(data: PtychoData, *, allow_outside: bool = False) -> None:
