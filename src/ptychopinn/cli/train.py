@@ -88,12 +88,16 @@ def run_training(
     from ptychopinn.workflows.execution import resolve_device
     from ptychopinn.workflows.infer import reconstruct
     from ptychopinn.workflows.outputs import write_outputs
-    from ptychopinn.workflows.train import train
+    from ptychopinn.workflows.train import check_resume, check_scan_sizes, train
 
     out = Path(training.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     train_data = load_npz(training.train_data_file)
     test_data = load_npz(training.test_data_file) if training.test_data_file else None
+    # Before anything in the output directory is rewritten:
+    check_scan_sizes(training, train_data, test_data)
+    if resume_from:
+        check_resume(resume_from, training.nepochs)
     save_yaml(config_sections(training, execution), out / "resolved_config.yaml")
     result = train(
         train_data,

@@ -60,7 +60,10 @@ def resolve_device(name: str) -> torch.device:
 
 
 class SaveOnInterrupt(cb.Callback):
-    """Writes ``interrupted.ckpt`` when training stops on an exception (Ctrl-C included).
+    """Writes ``interrupted.ckpt`` when training is interrupted (Ctrl-C), not on errors.
+
+    An error (bad data, out of memory) leaves no checkpoint behind that could overwrite a
+    good one or invite resuming a broken run.
 
     Lightning's own ``OnExceptionCheckpoint`` also makes every later ``fit`` resume from
     "last" implicitly; resuming must stay an explicit choice, hence this small callback.
@@ -70,6 +73,8 @@ class SaveOnInterrupt(cb.Callback):
         self.path = Path(dirpath) / "interrupted.ckpt"
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exc: BaseException):
+        if not isinstance(exc, KeyboardInterrupt):
+            return
         trainer.save_checkpoint(str(self.path))
         log.warning(
             "training stopped (%s): resumable checkpoint written to %s",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 import signal
 from dataclasses import dataclass
@@ -11,12 +12,13 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader
 
+from ptychopinn.atomic import atomic_write
 from ptychopinn.config import ExecutionConfig, TrainingConfig, config_sections
 from ptychopinn.data.grouping import Groups, group_positions
 from ptychopinn.data.groups_dataset import GroupDataset
 from ptychopinn.data.simulate import extract_patches_exact
 from ptychopinn.data.types import PtychoData
-from ptychopinn.errors import DataValidationError, TrainingInterrupted
+from ptychopinn.errors import ConfigError, DataValidationError, TrainingInterrupted
 from ptychopinn.model.lightning_module import PINNLightningModule
 from ptychopinn.model.pinn import initial_intensity_scale, mean_pattern_energy, normalise_probe
 from ptychopinn.model.state_check import read_checkpoint, require_matching_state
@@ -93,15 +95,69 @@ def build_module(
     )
 
 
+def check_resume(resume_from: str | Path, nepochs: int) -> dict:
+    """The checkpoint to resume from, read safely; refuses ``nepochs`` it has already reached.
+
+    ``nepochs`` is the total number of epochs, so it must exceed the checkpoint's epoch.
+    """
+    ckpt = read_checkpoint(resume_from)
+    epoch = int(ckpt.get("epoch", 0) or 0)
+    if nepochs <= epoch:
+        raise ConfigError(
+            f"nepochs: {resume_from} was saved at epoch {epoch + 1}; nepochs is the total "
+            f"number of epochs, so ask for more than {epoch + 1} (found {nepochs})"
+        )
+    return ckpt
+
+
+def _read_metrics(path: Path) -> tuple[list[str], list[dict]]:
+    if not path.is_file():
+        return [], []
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def keep_metrics_history(path: Path, earlier: tuple[list[str], list[dict]]) -> None:
+    """Put the epochs of an earlier ``metrics.csv`` that the resumed run did not repeat back
+    in front of its rows (Lightning's CSV logger starts the file afresh)."""
+    old_fields, old_rows = earlier
+    if not old_rows:
+        return
+    new_fields, new_rows = _read_metrics(path)
+    new_epochs = [e for e in map(_epoch, new_rows) if e is not None]
+    resumed_at = min(new_epochs) if new_epochs else float("inf")
+    kept = [r for r in old_rows if _epoch(r) is not None and _epoch(r) < resumed_at]
+    fields = list(dict.fromkeys([*old_fields, *new_fields]))
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fields, restval="")
+            writer.writeheader()
+            writer.writerows([*kept, *new_rows])
+
+    atomic_write(path, write)
+
+
+def _epoch(row: dict) -> int | None:
+    try:
+        return int(float(row.get("epoch", "")))
+    except ValueError:
+        return None
+
+
 def fit_interruptibly(trainer, module, train_loader, val_loader, resume_from, output_dir) -> None:
     """``trainer.fit``, turning Lightning's exit on Ctrl-C into :class:`TrainingInterrupted`.
 
     A checkpoint to resume from is checked first, so a missing file or weights of another
     configuration stop with one message naming the file (and no ``interrupted.ckpt``).
     """
+    earlier: tuple[list[str], list[dict]] = ([], [])
+    metrics_csv = Path(output_dir) / "logs" / "metrics.csv"
     if resume_from:
-        saved = read_checkpoint(resume_from)["state_dict"]
-        require_matching_state(module.state_dict(), saved, str(resume_from))
+        ckpt = check_resume(resume_from, trainer.max_epochs)
+        require_matching_state(module.state_dict(), ckpt["state_dict"], str(resume_from))
+        earlier = _read_metrics(metrics_csv)
     handler = signal.getsignal(signal.SIGINT)
     try:
         trainer.fit(
@@ -110,13 +166,35 @@ def fit_interruptibly(trainer, module, train_loader, val_loader, resume_from, ou
     except SystemExit:
         if not trainer.interrupted:
             raise
-        ckpt = Path(output_dir) / "checkpoints" / "interrupted.ckpt"
+        # Point at the last complete epoch when there is one: Lightning itself calls a
+        # mid-epoch checkpoint unreliable to resume from.
+        checkpoints = Path(output_dir) / "checkpoints"
+        last, interrupted = checkpoints / "last.ckpt", checkpoints / "interrupted.ckpt"
+        ckpt = last if last.exists() else interrupted
         hint = f"; resume with --resume_from {ckpt}" if ckpt.exists() else ""
         raise TrainingInterrupted(
             f"training interrupted at epoch {trainer.current_epoch}{hint}"
         ) from None
     finally:
         signal.signal(signal.SIGINT, handler)  # Lightning leaves SIGINT ignored
+        if resume_from:
+            keep_metrics_history(metrics_csv, earlier)
+
+
+def check_scan_sizes(
+    training: TrainingConfig, train_data: PtychoData, test_data: PtychoData | None = None
+) -> None:
+    """Training and validation patterns must have the model's size N (one message if not)."""
+    if train_data.N != training.model.N:
+        raise DataValidationError(
+            f"{train_data.source}: diffraction patterns are {train_data.N}x{train_data.N} but "
+            f"the model config says N={training.model.N}; set N={train_data.N}"
+        )
+    if test_data is not None and test_data.N != training.model.N:
+        raise DataValidationError(
+            f"{test_data.source}: validation patterns are {test_data.N}x{test_data.N} but the "
+            f"model trains on N={training.model.N}; give a validation scan of the same size"
+        )
 
 
 def train(
@@ -136,11 +214,7 @@ def train(
     execution = execution or ExecutionConfig()
     output_dir = Path(output_dir or training.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    if train_data.N != training.model.N:
-        raise DataValidationError(
-            f"{train_data.source}: diffraction patterns are {train_data.N}x{train_data.N} but "
-            f"the model config says N={training.model.N}; set N={train_data.N}"
-        )
+    check_scan_sizes(training, train_data, test_data)
     L.seed_everything(training.seed, workers=True, verbose=False)
     supervised = training.model.model_type == "supervised"
     needs_labels = supervised or training.realspace_mae_weight > 0 or training.realspace_weight > 0
