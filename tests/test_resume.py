@@ -75,3 +75,77 @@ def test_an_error_writes_no_interrupted_checkpoint(tmp_path):
     assert trainer.saved == []
     callback.on_exception(trainer, None, KeyboardInterrupt())
     assert trainer.saved == [str(tmp_path / "interrupted.ckpt")]
+
+
+def test_a_busy_output_dir_is_refused(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    from ptychopinn.workflows.lock import output_dir_lock
+
+    holder = textwrap.dedent(
+        f"""
+        import sys, time
+        from ptychopinn.workflows.lock import output_dir_lock
+        with output_dir_lock({str(tmp_path)!r}):
+            print("locked", flush=True)
+            sys.stdin.readline()
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", holder], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        with pytest.raises(ConfigError, match=r"in use by another run \(pid \d+\)"):
+            with output_dir_lock(tmp_path):
+                pass
+    finally:
+        proc.communicate("\n", timeout=30)
+    with output_dir_lock(tmp_path):  # released when the holder ended
+        pass
+
+
+def test_retraining_sets_old_checkpoints_aside(tiny_scan, tmp_path):
+    cfg = TrainingConfig(model=ModelConfig(N=32), nepochs=1, output_dir=str(tmp_path))
+    train(tiny_scan, cfg, _quiet())
+    (tmp_path / "checkpoints" / "best-epoch=099.ckpt").write_bytes(b"old")
+    train(tiny_scan, cfg, _quiet())
+    assert not (tmp_path / "checkpoints" / "best-epoch=099.ckpt").exists()
+    assert (tmp_path / "checkpoints.previous" / "best-epoch=099.ckpt").exists()
+    assert (tmp_path / "checkpoints" / "last.ckpt").exists()
+
+
+def test_stale_outputs_and_temporaries_are_removed(tiny_scan, tmp_path):
+    import os
+    from dataclasses import replace
+
+    import numpy as np
+
+    from ptychopinn.atomic import atomic_write, remove_stale_temporaries
+    from ptychopinn.workflows.infer import Reconstruction
+    from ptychopinn.workflows.outputs import remove_outputs, write_outputs
+
+    rec = Reconstruction(
+        object=np.ones((72, 72), np.complex64),
+        weights=np.ones((72, 72), np.float32),
+        xcoords=tiny_scan.xcoords,
+        ycoords=tiny_scan.ycoords,
+    )
+    assert write_outputs(rec, tiny_scan, tmp_path) is not None
+    assert (tmp_path / "metrics.json").exists()
+    write_outputs(rec, replace(tiny_scan, object=None), tmp_path)  # a scan without truth
+    assert not (tmp_path / "metrics.json").exists()
+    assert not (tmp_path / "comparison_plot.png").exists()
+    write_outputs(rec, tiny_scan, tmp_path, suffix="_refined")
+    assert remove_outputs(tmp_path, suffix="_refined")
+    assert not list(tmp_path.glob("*refined*"))
+    # A killed writer's temporary (its process is gone) is cleaned by the next write.
+    dead = tmp_path / ".metrics.999999999.abc.tmp.json"
+    dead.write_text("{")
+    young = tmp_path / f".metrics.{os.getpid()}.abc.tmp.json"
+    young.write_text("{")
+    atomic_write(tmp_path / "metrics.json", lambda t: t.write_text("{}"))
+    assert not dead.exists() and young.exists()
+    assert remove_stale_temporaries(tmp_path / "metrics.json") == []

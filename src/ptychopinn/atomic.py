@@ -7,6 +7,7 @@ nothing) behind. Every writer of user-facing files goes through :func:`atomic_wr
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -24,15 +25,67 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}")
     try:
         write(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        _fsync_directory(path.parent)  # the rename itself survives a power cut
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+#: A temporary sibling older than this was left by a killed writer (no write takes an hour).
+STALE_AFTER_S = 3600.0
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete ``path``'s temporary siblings left behind by killed writers.
+
+    Those of a process that no longer runs go at once; others only when over
+    :data:`STALE_AFTER_S` old, so a concurrent writer's file is never pulled from under it.
+    """
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f".{path.stem}.*.tmp{path.suffix}"):
+        parts = tmp.name.split(".")
+        pid = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else None
+        try:
+            old = time.time() - tmp.stat().st_mtime > STALE_AFTER_S
+            if old or (pid is not None and not _process_alive(pid)):
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:
+            continue
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # platforms without directory handles (Windows)
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_savez(path: str | os.PathLike, **arrays: Any) -> Path:

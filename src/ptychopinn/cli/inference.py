@@ -107,10 +107,9 @@ def _main(argv=None) -> int:
     _check_subset_flags(args)
     from ptychopinn.bundle import load_model
     from ptychopinn.data.npz import load_npz
-    from ptychopinn.refine import parse_refine_spec, refine_reconstruction
+    from ptychopinn.refine import parse_refine_spec
     from ptychopinn.workflows.execution import resolve_device
-    from ptychopinn.workflows.infer import reconstruct
-    from ptychopinn.workflows.outputs import write_outputs
+    from ptychopinn.workflows.lock import output_dir_lock
     from ptychopinn.workflows.train import subsample
 
     spec = parse_refine_spec(args.refine)
@@ -122,6 +121,15 @@ def _main(argv=None) -> int:
     if args.n_images is not None:
         data = data.subset(np.arange(min(max(1, args.n_images), data.n_positions)))
     data = subsample(data, args.n_subsample, args.subsample_seed)
+    with output_dir_lock(args.output_dir):
+        return _reconstruct_and_write(args, loaded, data, device, execution, spec, object_settings)
+
+
+def _reconstruct_and_write(args, loaded, data, device, execution, spec, object_settings) -> int:
+    from ptychopinn.refine import refine_reconstruction
+    from ptychopinn.workflows.infer import reconstruct
+    from ptychopinn.workflows.outputs import remove_outputs, write_outputs
+
     start = time.perf_counter()
     rec = reconstruct(
         loaded.model, data, device=device, batch_size=execution.inference_batch_size, progress=True
@@ -134,7 +142,9 @@ def _main(argv=None) -> int:
         "seconds": round(seconds, 3),
         "patterns_per_s": round(data.n_positions / seconds, 1),
     }
-    if spec is not None:
+    if spec is None:  # a refined result of an earlier run would pass for this scan's
+        remove_outputs(args.output_dir, suffix="_refined")
+    else:
         refined = refine_reconstruction(
             loaded.model,
             data,

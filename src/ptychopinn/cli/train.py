@@ -71,9 +71,12 @@ def _main(argv=None) -> int:
             "train_data_file: expected a path to an NPZ file (--train_data_file "
             "or the YAML), found none"
         )
-    return run_training(
-        training, execution, do_stitching=args.do_stitching, resume_from=args.resume_from
-    )
+    from ptychopinn.workflows.lock import output_dir_lock
+
+    with output_dir_lock(training.output_dir):
+        return run_training(
+            training, execution, do_stitching=args.do_stitching, resume_from=args.resume_from
+        )
 
 
 def run_training(

@@ -26,6 +26,24 @@ def write_json(obj: dict, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
+def remove_outputs(
+    output_dir: str | os.PathLike, *, suffix: str = "", only_metrics: bool = False
+) -> list[Path]:
+    """Delete what :func:`write_outputs` with ``suffix`` wrote earlier (stale results)."""
+    out = Path(output_dir)
+    names = [f"metrics{suffix}.json", f"comparison_plot{suffix}.png"]
+    if not only_metrics:
+        stem = suffix.lstrip("_") or "reconstructed"
+        names += [f"reconstruction{suffix}.npz", f"{stem}_amplitude.png", f"{stem}_phase.png"]
+    removed = []
+    for name in names:
+        path = out / name
+        if path.is_file():
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
 def write_outputs(
     rec: Reconstruction,
     data: PtychoData,
@@ -44,11 +62,14 @@ def write_outputs(
     out.mkdir(parents=True, exist_ok=True)
     save_object_pictures(rec.object, out, stem=suffix.lstrip("_") or "reconstructed")
     save_reconstruction_npz(rec, out / f"reconstruction{suffix}.npz")
-    if data.object is None:
+    if data.object is None:  # an earlier scan's metrics must not pass for this one's
+        remove_outputs(out, suffix=suffix, only_metrics=True)
         return None
     metrics = evaluate(rec.object, data.object, xcoords=rec.xcoords, ycoords=rec.ycoords, N=data.N)
     write_json(metrics, out / f"metrics{suffix}.json")
-    if comparison_plot:
+    if not comparison_plot:
+        (out / f"comparison_plot{suffix}.png").unlink(missing_ok=True)
+    else:
         mask = scanned_region_mask(rec.xcoords, rec.ycoords, data.N, data.object.shape)
         aligned, _ = align(rec.object, data.object, mask=mask)
         save_comparison(

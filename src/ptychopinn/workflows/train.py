@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import shutil
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,6 +182,25 @@ def fit_interruptibly(trainer, module, train_loader, val_loader, resume_from, ou
             keep_metrics_history(metrics_csv, earlier)
 
 
+def set_aside_old_checkpoints(output_dir: Path) -> Path | None:
+    """A fresh run must not leave an earlier run's ``best-*.ckpt`` next to its own: the old
+    ``checkpoints/`` becomes ``checkpoints.previous/`` (replacing an older one), so nothing
+    is lost by re-training into a directory by mistake."""
+    ckpts = Path(output_dir) / "checkpoints"
+    if not ckpts.is_dir() or not any(ckpts.iterdir()):
+        return None
+    previous = ckpts.with_name("checkpoints.previous")
+    if previous.exists():
+        shutil.rmtree(previous)
+    ckpts.rename(previous)
+    log.warning(
+        "%s holds checkpoints of an earlier run; moved to %s (resume with --resume_from)",
+        ckpts,
+        previous,
+    )
+    return previous
+
+
 def check_scan_sizes(
     training: TrainingConfig, train_data: PtychoData, test_data: PtychoData | None = None
 ) -> None:
@@ -215,6 +235,8 @@ def train(
     output_dir = Path(output_dir or training.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     check_scan_sizes(training, train_data, test_data)
+    if not resume_from:
+        set_aside_old_checkpoints(output_dir)
     L.seed_everything(training.seed, workers=True, verbose=False)
     supervised = training.model.model_type == "supervised"
     needs_labels = supervised or training.realspace_mae_weight > 0 or training.realspace_weight > 0
