@@ -17,6 +17,7 @@ from ptycho import model_manager, params
 from ptycho.config.config import update_legacy_dict
 from ptycho.model_manager import InferenceModel
 from ptycho.raw_data import RawData
+from ptychopinn.atomic import atomic_savez
 from ptychopinn.bundle import ARCHIVE_NAME, load_model
 from ptychopinn.config import ExecutionConfig, TrainingConfig, from_dict, to_dict
 from ptychopinn.data.types import PtychoData
@@ -197,7 +198,5 @@ def save_outputs(
     if amplitude is not None and phase is not None:
         obj = (np.asarray(amplitude) * np.exp(1j * np.asarray(phase))).astype(np.complex64)
         written += save_object_pictures(obj, out)
-        path = out / "reconstruction.npz"
-        np.savez(path, object=obj)
-        written.append(path)
+        written.append(atomic_savez(out / "reconstruction.npz", object=obj))
     return written
