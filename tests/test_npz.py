@@ -441,6 +441,10 @@ def test_positions_in_the_wrong_unit(tmp_path: Path, caplog) -> None:
     with pytest.raises(DataValidationError, match=r"'xcoords/ycoords'.*wrong unit"):
         micro = {"xcoords": a["xcoords"] * 1e6, "ycoords": a["ycoords"] * 1e6}
         load_npz(_write(tmp_path, "um.npz", **{**a, **micro}))
+    # A small scan far from the origin needs the same huge canvas (sized from the maximum).
+    far = {"xcoords": a["xcoords"] + 1e6, "ycoords": a["ycoords"] + 1e6}
+    with pytest.raises(DataValidationError, match=r"'xcoords/ycoords'.*canvas.*wrong unit"):
+        load_npz(_write(tmp_path, "far.npz", **{**a, **far}))
     metres = {"xcoords": a["xcoords"] * 1e-8, "ycoords": a["ycoords"] * 1e-8}
     with caplog.at_level(logging.WARNING, logger="ptychopinn.data.npz"):
         load_npz(_write(tmp_path, "m.npz", **{**a, **metres}))

@@ -223,24 +223,14 @@ def _parse(path: Path, zf: zipfile.ZipFile) -> tuple[dict, dict[str, bytes]]:
     return manifest, members
 
 
-def _intensity_scale(manifest: dict, archive: Path) -> float:
-    value = manifest.get("intensity_scale", 1.0)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
-        raise ArchiveError(
-            f"{archive}: manifest.json 'intensity_scale' must be a positive number; found {value!r}"
-        )
-    return float(value)
-
-
-def _reference_energy(manifest: dict, archive: Path) -> float | None:
-    """The training data's mean counts per pattern (None in archives written before it)."""
-    value = manifest.get("reference_energy")
+def _positive_number(manifest: dict, key: str, archive: Path, default: float | None):
+    """A positive finite manifest number, ``default`` when absent (older archives)."""
+    value = manifest.get(key, default)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
         raise ArchiveError(
-            f"{archive}: manifest.json 'reference_energy' must be a positive number; "
-            f"found {value!r}"
+            f"{archive}: manifest.json '{key}' must be a positive number; found {value!r}"
         )
     return float(value)
 
@@ -267,10 +257,11 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -
     model = PtychoPINN(
         model_config,
         torch.ones(N, N, dtype=torch.complex64),
-        _intensity_scale(manifest, archive),
+        _positive_number(manifest, "intensity_scale", archive, 1.0),
         probe_trainable=training.probe_trainable,
         intensity_scale_trainable=training.intensity_scale_trainable,
-        reference_energy=_reference_energy(manifest, archive),
+        # The training data's mean counts per pattern (absent in archives written before it).
+        reference_energy=_positive_number(manifest, "reference_energy", archive, None),
     )
     require_matching_state(model.state_dict(), state, str(archive))
     model.load_state_dict(state)

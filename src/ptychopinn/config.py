@@ -115,7 +115,7 @@ def _fail(obj: Any, name: str, expected: str, found: Any) -> ConfigError:
     return ConfigError(f"{type(obj).__name__}.{name}: expected {expected}, found {found!r}")
 
 
-def _check_choice(obj: Any, name: str, choices: Iterable[Any]) -> None:
+def check_choice(obj: Any, name: str, choices: Iterable[Any]) -> None:
     choices = tuple(choices)
     value = getattr(obj, name)
     if value not in choices:
@@ -123,15 +123,20 @@ def _check_choice(obj: Any, name: str, choices: Iterable[Any]) -> None:
         raise _fail(obj, name, f"one of {listed}", value)
 
 
-def _check_range(
+def check_range(
     obj: Any,
     name: str,
     *,
     ge: float | None = None,
     gt: float | None = None,
     le: float | None = None,
+    lt: float | None = None,
 ) -> None:
-    """Check a numeric bound; ``None`` values (Optional fields) always pass."""
+    """Check a numeric bound; ``None`` values (Optional fields) always pass.
+
+    With :func:`check_choice` and :func:`coerce_fields`, the field checks every typed
+    settings class of the package shares (configs, refinement settings).
+    """
     value = getattr(obj, name)
     if value is None:
         return
@@ -141,9 +146,11 @@ def _check_range(
         raise _fail(obj, name, f"a value > {gt}", value)
     if le is not None and not value <= le:
         raise _fail(obj, name, f"a value <= {le}", value)
+    if lt is not None and not value < lt:
+        raise _fail(obj, name, f"a value < {lt}", value)
 
 
-def _coerce_all_fields(obj: Any) -> None:
+def coerce_fields(obj: Any) -> None:
     """Run :func:`coerce_value` over every field, in place (called from __post_init__)."""
     cls = type(obj)
     for f in dataclasses.fields(obj):
@@ -185,24 +192,24 @@ class ModelConfig:
     NORMALIZATIONS: ClassVar[tuple[str, ...]] = ("none", "batch", "group")
 
     def __post_init__(self) -> None:
-        _coerce_all_fields(self)
-        _check_choice(self, "N", self.ALLOWED_N)
-        _check_range(self, "gridsize", ge=1, le=4)
+        coerce_fields(self)
+        check_choice(self, "N", self.ALLOWED_N)
+        check_range(self, "gridsize", ge=1, le=4)
         # x16 is already 512..2048 channels, beyond what any measured recipe uses.
-        _check_range(self, "n_filters_scale", ge=1, le=16)
-        _check_choice(self, "model_type", self.MODEL_TYPES)
-        _check_choice(self, "amp_activation", self.AMP_ACTIVATIONS)
-        _check_choice(self, "normalization", self.NORMALIZATIONS)
-        _check_range(self, "probe_scale", gt=0)
-        _check_range(self, "gaussian_smoothing_sigma", ge=0)
+        check_range(self, "n_filters_scale", ge=1, le=16)
+        check_choice(self, "model_type", self.MODEL_TYPES)
+        check_choice(self, "amp_activation", self.AMP_ACTIVATIONS)
+        check_choice(self, "normalization", self.NORMALIZATIONS)
+        check_range(self, "probe_scale", gt=0)
+        check_range(self, "gaussian_smoothing_sigma", ge=0)
 
 
 def _check_sampling(obj: Any) -> None:
     """Checks shared by training and inference sampling options."""
-    _check_range(obj, "n_groups", ge=1)
-    _check_range(obj, "n_subsample", ge=1)
-    _check_range(obj, "subsample_seed", ge=0)
-    _check_choice(obj, "backend", BACKENDS)
+    check_range(obj, "n_groups", ge=1)
+    check_range(obj, "n_subsample", ge=1)
+    check_range(obj, "subsample_seed", ge=0)
+    check_choice(obj, "backend", BACKENDS)
     if not obj.output_dir:
         raise _fail(obj, "output_dir", "a non-empty directory path", obj.output_dir)
 
@@ -243,23 +250,23 @@ class TrainingConfig:
     seed: int = 42
 
     def __post_init__(self) -> None:
-        _coerce_all_fields(self)
-        _check_range(self, "batch_size", ge=1)
-        _check_range(self, "nepochs", ge=1)
+        coerce_fields(self)
+        check_range(self, "batch_size", ge=1)
+        check_range(self, "nepochs", ge=1)
         for name in ("mae_weight", "nll_weight", "realspace_mae_weight", "realspace_weight"):
-            _check_range(self, name, ge=0)
+            check_range(self, name, ge=0)
         if self.model.model_type == "pinn" and self.nll_weight <= 0 and self.mae_weight <= 0:
             raise ConfigError(
                 "TrainingConfig.nll_weight/mae_weight: expected at least one > 0 for "
                 f"model_type 'pinn' (the physics loss), found nll_weight={self.nll_weight!r}, "
                 f"mae_weight={self.mae_weight!r}"
             )
-        _check_range(self, "nphotons", gt=0)
+        check_range(self, "nphotons", gt=0)
         _check_sampling(self)
         group = self.model.gridsize**2
         if self.neighbor_count is None:
             self.neighbor_count = max(4, group)
-        _check_range(self, "neighbor_count", ge=1)
+        check_range(self, "neighbor_count", ge=1)
         if self.model.gridsize > 1 and self.neighbor_count < group:
             raise _fail(
                 self,
@@ -267,7 +274,7 @@ class TrainingConfig:
                 f"a value >= gridsize**2 = {group} (gridsize={self.model.gridsize})",
                 self.neighbor_count,
             )
-        _check_range(self, "seed", ge=0)
+        check_range(self, "seed", ge=0)
 
 
 @dataclass
@@ -285,7 +292,7 @@ class InferenceConfig:
     debug: bool = False
 
     def __post_init__(self) -> None:
-        _coerce_all_fields(self)
+        coerce_fields(self)
         _check_sampling(self)
 
 
@@ -327,20 +334,20 @@ class ExecutionConfig:
     }
 
     def __post_init__(self) -> None:
-        _coerce_all_fields(self)
-        _check_choice(self, "accelerator", self.ACCELERATORS)
-        _check_range(self, "devices", ge=1)
-        _check_choice(self, "strategy", self.STRATEGIES)
-        _check_choice(self, "precision", self.PRECISIONS)
-        _check_range(self, "num_workers", ge=0)
-        _check_range(self, "accumulate_grad_batches", ge=1)
-        _check_range(self, "learning_rate", gt=0)
-        _check_choice(self, "scheduler", self.SCHEDULERS)
-        _check_range(self, "gradient_clip_val", ge=0)
-        _check_choice(self, "logger", self.LOGGERS)
-        _check_range(self, "checkpoint_save_top_k", ge=-1)
-        _check_range(self, "early_stopping_patience", ge=0)
-        _check_range(self, "inference_batch_size", ge=1)
+        coerce_fields(self)
+        check_choice(self, "accelerator", self.ACCELERATORS)
+        check_range(self, "devices", ge=1)
+        check_choice(self, "strategy", self.STRATEGIES)
+        check_choice(self, "precision", self.PRECISIONS)
+        check_range(self, "num_workers", ge=0)
+        check_range(self, "accumulate_grad_batches", ge=1)
+        check_range(self, "learning_rate", gt=0)
+        check_choice(self, "scheduler", self.SCHEDULERS)
+        check_range(self, "gradient_clip_val", ge=0)
+        check_choice(self, "logger", self.LOGGERS)
+        check_range(self, "checkpoint_save_top_k", ge=-1)
+        check_range(self, "early_stopping_patience", ge=0)
+        check_range(self, "inference_batch_size", ge=1)
 
 
 CONFIG_CLASSES: tuple[type, ...] = (ModelConfig, TrainingConfig, InferenceConfig, ExecutionConfig)

@@ -9,7 +9,6 @@ curves compare what a user waits for from the diffraction data to the object.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -21,10 +20,10 @@ from ptychopinn.data.types import PtychoData
 from ptychopinn.refine import ObjectRefineSettings, RefineSpec, refine_reconstruction
 from ptychopinn.refine.finetune import FinetuneSettings
 
-log = logging.getLogger(__name__)
-
 DEFAULT_EPOCHS = (1, 2, 5, 10, 20, 50)
 CURVES = ("object", "finetune", "lsqml_from_pinn", "lsqml")
+#: Curves that are one refinement run per epoch count from the PINN's object: (curve, method).
+_FROM_PINN = (("object", "object"), ("lsqml_from_pinn", "lsqml"))
 
 
 @dataclass
@@ -63,32 +62,20 @@ def time_to_quality(
 ) -> list[CurvePoint]:
     """All points of the requested curves, the PINN alone first (epoch 0)."""
     points = [CurvePoint("pinn", 0, pinn_seconds, score(pinn_object))]
+    starts_from_pinn = [(c, m) for c, m in _FROM_PINN if c in curves]
     for k in epochs:
-        if "object" in curves:
+        for curve, method in starts_from_pinn:
             refined = refine_reconstruction(
                 model,
                 data,
                 pinn_object,
-                RefineSpec("object", k),
+                RefineSpec(method, k),
                 device=device,
                 object_settings=object_settings,
-            )
-            points.append(
-                CurvePoint("object", k, pinn_seconds + refined.seconds, score(refined.object))
-            )
-        if "lsqml_from_pinn" in curves:
-            refined = refine_reconstruction(
-                model,
-                data,
-                pinn_object,
-                RefineSpec("lsqml", k),
-                device=device,
                 lsqml_settings=lsqml_settings,
             )
             points.append(
-                CurvePoint(
-                    "lsqml_from_pinn", k, pinn_seconds + refined.seconds, score(refined.object)
-                )
+                CurvePoint(curve, k, pinn_seconds + refined.seconds, score(refined.object))
             )
         if "lsqml" in curves:
             points.append(_lsqml_flat(data, k, lsqml_settings, score))

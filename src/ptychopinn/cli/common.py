@@ -40,9 +40,14 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv=None) -> in
         return 2
 
 
+def rounded(metrics: dict) -> dict:
+    """Metrics rounded to 4 digits, for reading in a printed summary."""
+    return {k: round(v, 4) for k, v in metrics.items()}
+
+
 def print_summary(summary: dict, metrics: dict | None = None) -> int:
     """Print a run's summary as JSON (metrics rounded for reading) and return exit code 0."""
     if metrics:
-        summary["metrics"] = {k: round(v, 4) for k, v in metrics.items()}
+        summary["metrics"] = rounded(metrics)
     print(json.dumps(summary, indent=2))
     return 0

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ptychopinn.cli.common import configure_logging, print_summary, run_cli
+from ptychopinn.cli.common import configure_logging, print_summary, rounded, run_cli
 from ptychopinn.cli.config_flags import add_bool_flag, add_execution_flags, execution_overrides
 from ptychopinn.cli.train import check_backend
 from ptychopinn.config import ExecutionConfig, from_dict
@@ -171,7 +171,7 @@ def _reconstruct_and_write(args, loaded, data, device, execution, spec, object_s
         if refined.losses:
             summary["refine"]["final_loss"] = round(refined.losses[-1], 6)
         if refined_metrics:
-            summary["refine"]["metrics"] = {k: round(v, 4) for k, v in refined_metrics.items()}
+            summary["refine"]["metrics"] = rounded(refined_metrics)
     return print_summary(summary, metrics)
 
 

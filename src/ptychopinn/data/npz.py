@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ptychopinn.atomic import atomic_savez
-from ptychopinn.data.types import PtychoData
+from ptychopinn.data.types import PtychoData, evenly_spaced_index
 from ptychopinn.errors import ConfigError, DataValidationError
 
 logger = logging.getLogger(__name__)
@@ -403,9 +403,7 @@ def _validate(
 
 def _check_signal(diff: np.ndarray, source: str, key: str) -> None:
     """Some pattern must hold counts (sampled evenly, so a memory map is not read whole)."""
-    m = diff.shape[0]
-    index = np.unique(np.linspace(0, m - 1, min(m, 4096)).round().astype(np.int64))
-    if not np.any(diff[index]) and not np.any(diff):
+    if not np.any(diff[evenly_spaced_index(diff.shape[0], 4096)]) and not np.any(diff):
         raise _error(source, key, "diffraction patterns with some signal", "all zeros")
 
 
@@ -417,15 +415,6 @@ def _check_extent(data: PtychoData, source: str) -> None:
     half = (data.N - 1) / 2
     x, y = np.asarray(data.xcoords), np.asarray(data.ycoords)
     span_x, span_y = float(np.ptp(x)), float(np.ptp(y))
-    width, height = span_x + data.N + 1, span_y + data.N + 1
-    if width * height > MAX_CANVAS_PIXELS:
-        raise _error(
-            source,
-            "xcoords/ycoords",
-            f"probe positions in object pixels (a canvas of at most {MAX_CANVAS_PIXELS} px)",
-            f"positions spanning {span_x:.4g} x {span_y:.4g} px (wrong unit? convert metres "
-            "to pixels by dividing by the object pixel size)",
-        )
     if data.n_positions > 1 and max(span_x, span_y) < 1.0:
         logger.warning(
             "%s: the %d scan positions span %.3g x %.3g px in all: are 'xcoords'/'ycoords' "
@@ -451,6 +440,17 @@ def _check_extent(data: PtychoData, source: str) -> None:
         data.xcoords_start = np.asarray(data.xcoords_start) + shift_x
         data.ycoords_start = np.asarray(data.ycoords_start) + shift_y
         data.metadata["coordinate_shift"] = (shift_x, shift_y)
+    # The canvas the data will be stitched on (PtychoData.canvas_shape), before allocating it.
+    h, w = (int(v) for v in data.canvas_shape())
+    if h * w > MAX_CANVAS_PIXELS:
+        raise _error(
+            source,
+            "xcoords/ycoords",
+            f"probe positions in object pixels (a canvas of at most {MAX_CANVAS_PIXELS} px)",
+            f"positions x in [{x.min():.4g}, {x.max():.4g}], y in [{y.min():.4g}, "
+            f"{y.max():.4g}] needing a {h} x {w} canvas (wrong unit? convert metres to pixels "
+            "by dividing by the object pixel size)",
+        )
 
 
 def validate_data(data: PtychoData, *, allow_outside: bool = False) -> None:

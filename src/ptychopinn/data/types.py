@@ -7,6 +7,15 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 
+def evenly_spaced_index(m: int, max_count: int | None) -> np.ndarray:
+    """At most ``max_count`` sorted, distinct indices spread evenly over ``range(m)`` (all
+    of them when ``max_count`` is None): a sample of a scan that reads a memory map in order
+    and never whole."""
+    if max_count is None or m <= max_count:
+        return np.arange(m)
+    return np.unique(np.linspace(0, m - 1, max_count).round().astype(np.int64))
+
+
 @dataclass
 class PtychoData:
     """A validated ptychographic scan.

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ptychopinn.config import ModelConfig
+from ptychopinn.data.types import evenly_spaced_index
 from ptychopinn.model.network import Generator
 from ptychopinn.physics.forward import circular_mask, far_field, illuminate
 from ptychopinn.physics.patches import group_canvas_to_patches, patches_to_group_canvas
@@ -36,18 +37,17 @@ def normalise_probe(probe: np.ndarray | Tensor, N: int) -> Tensor:
     return p * (N / 2) / norm
 
 
-def mean_pattern_energy(amplitudes, max_patterns: int = 4096) -> float:
-    """Mean total count per pattern, ``mean_k sum |X_k|^2`` (from at most ``max_patterns``,
-    evenly spaced, so a memory-mapped scan is not read whole)."""
-    m = amplitudes.shape[0]
-    index = np.unique(np.linspace(0, m - 1, min(m, max_patterns)).round().astype(np.int64))
+def mean_pattern_energy(amplitudes, max_patterns: int | None = 4096) -> float:
+    """Mean total count per pattern, ``mean_k sum |X_k|^2``, from at most ``max_patterns``
+    evenly spaced patterns (all with None), so a memory-mapped scan is not read whole."""
+    index = evenly_spaced_index(amplitudes.shape[0], max_patterns)
     sample = np.asarray(amplitudes[index], dtype=np.float64)
     return float(np.mean(np.sum(np.square(sample), axis=(-2, -1))))
 
 
 def initial_intensity_scale(amplitudes: np.ndarray, probe_normalised: Tensor) -> float:
     """Scale ``s`` with ``mean_k sum |X_k s|^2 = ||P||^2 · REFERENCE_AMPLITUDE^2``."""
-    mean_energy = float(np.mean(np.sum(np.square(amplitudes, dtype=np.float64), axis=(-2, -1))))
+    mean_energy = mean_pattern_energy(amplitudes, max_patterns=None)
     if not math.isfinite(mean_energy) or mean_energy <= 0:
         raise ValueError("diffraction data carry no signal (mean total intensity is zero)")
     probe_energy = float(torch.sum(probe_normalised.abs() ** 2))
@@ -78,7 +78,7 @@ class PtychoPINN(nn.Module):
         super().__init__()
         self.config = config
         #: Mean total count per pattern of the training data (None: unknown, older archives).
-        #: Inference rescales a scan of another dose to it (see ``dose_factor``).
+        #: Inference rescales a scan of another dose to it (``workflows.infer.dose_factor``).
         self.reference_energy = reference_energy
         N = config.N
         channels = config.gridsize**2
@@ -160,17 +160,6 @@ class PtychoPINN(nn.Module):
             smoothing_sigma=self.config.gaussian_smoothing_sigma,
         )
         return far_field(exit_wave).abs() / self.intensity_scale
-
-    def dose_factor(self, scan_energy: float) -> float:
-        """Factor that brings a scan's amplitudes to the training data's mean dose.
-
-        The object does not depend on the dose, only the measured amplitudes do (as its
-        square root), so a scan taken at ``k`` times the training dose is fed to the network
-        as ``X / sqrt(k)``: the input normalisation follows the scan, not the training set.
-        """
-        if not self.reference_energy or not scan_energy > 0:
-            return 1.0
-        return math.sqrt(self.reference_energy / scan_energy)
 
     def counts_probe(self) -> Tensor:
         """The illumination as the physics applies it (smoothing and mask included), in units

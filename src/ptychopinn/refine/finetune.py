@@ -17,10 +17,10 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ptychopinn.config import check_range, coerce_fields
 from ptychopinn.data.grouping import group_positions
 from ptychopinn.data.groups_dataset import GroupDataset
 from ptychopinn.data.types import PtychoData
-from ptychopinn.errors import ConfigError
 from ptychopinn.model.lightning_module import poisson_deviance
 from ptychopinn.model.pinn import PtychoPINN
 
@@ -37,14 +37,10 @@ class FinetuneSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"finetune {name}: expected an integer >= 1, found {value!r}")
-        if not (isinstance(self.learning_rate, int | float) and 0 < self.learning_rate < 1):
-            raise ConfigError(
-                f"finetune learning_rate: expected a number in (0, 1), found {self.learning_rate!r}"
-            )
+        coerce_fields(self)
+        check_range(self, "epochs", ge=1)
+        check_range(self, "batch_size", ge=1)
+        check_range(self, "learning_rate", gt=0.0, lt=1.0)
 
 
 def finetune_model(

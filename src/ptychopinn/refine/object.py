@@ -26,7 +26,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ptychopinn.errors import ConfigError, DataValidationError
+from ptychopinn.config import check_choice, check_range, coerce_fields
+from ptychopinn.errors import DataValidationError
 from ptychopinn.physics.forward import far_field
 from ptychopinn.physics.shifts import fourier_shift
 
@@ -61,36 +62,16 @@ class ObjectRefineSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"refine {name}: expected an integer >= 1, found {value!r}")
-        for name, low, high in (
-            ("step", 0.0, 4.0),
-            ("probe_step", 0.0, 4.0),
-            ("regularization", 0.0, 1.0),
-            ("momentum", 0.0, 0.99),
-            ("final_step", 0.0, 1.0),
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or not (
-                math.isfinite(value) and low <= value <= high
-            ):
-                raise ConfigError(
-                    f"refine {name}: expected a number in [{low}, {high}], found {value!r}"
-                )
-        if self.step == 0:
-            raise ConfigError("refine step: expected a number in (0, 4], found 0")
-        if self.noise_model not in NOISE_MODELS:
-            raise ConfigError(
-                f"refine noise_model: expected one of {', '.join(NOISE_MODELS)}, "
-                f"found {self.noise_model!r}"
-            )
-        if not isinstance(self.probe_start_epoch, int) or self.probe_start_epoch < 0:
-            raise ConfigError(
-                "refine probe_start_epoch: expected an integer >= 0, found "
-                f"{self.probe_start_epoch!r}"
-            )
+        coerce_fields(self)
+        check_range(self, "epochs", ge=1)
+        check_range(self, "batch_size", ge=1)
+        check_range(self, "step", gt=0.0, le=4.0)
+        check_range(self, "probe_step", ge=0.0, le=4.0)
+        check_range(self, "probe_start_epoch", ge=0)
+        check_choice(self, "noise_model", NOISE_MODELS)
+        check_range(self, "regularization", ge=0.0, le=1.0)
+        check_range(self, "momentum", ge=0.0, le=0.99)
+        check_range(self, "final_step", ge=0.0, le=1.0)
 
 
 @dataclass

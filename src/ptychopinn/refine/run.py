@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -17,8 +16,6 @@ from ptychopinn.model.pinn import PtychoPINN
 from .finetune import FinetuneSettings, finetune_model
 from .object import ObjectRefineSettings, refine_object
 from .spec import RefineSpec
-
-log = logging.getLogger(__name__)
 
 #: on_epoch(epoch, get_object, seconds): called after each epoch; ``seconds`` counts the
 #: refinement only (not the callback, not the network's first pass).
@@ -53,7 +50,7 @@ def refine_reconstruction(
 ) -> Refined:
     """Refine the network's reconstruction ``start_object`` of ``data`` with ``spec``."""
     if spec.method == "object":
-        settings = _with_epochs(object_settings or ObjectRefineSettings(), spec.epochs)
+        settings = replace(object_settings or ObjectRefineSettings(), epochs=spec.epochs)
         res = refine_object(
             start_object,
             model.counts_probe().cpu().numpy(),
@@ -74,12 +71,6 @@ def refine_reconstruction(
     raise ConfigError(f"refine: unknown method {spec.method!r}")
 
 
-def _with_epochs(settings, epochs: int):
-    from dataclasses import replace
-
-    return replace(settings, epochs=epochs)
-
-
 def _finetune(model, data, spec, settings, device, progress, on_epoch) -> Refined:
     from ptychopinn.workflows.infer import reconstruct
 
@@ -94,7 +85,7 @@ def _finetune(model, data, spec, settings, device, progress, on_epoch) -> Refine
             obj = stitched(tuned)  # the forward pass belongs to the method's time
             on_epoch(epoch, lambda: obj, seconds + time.perf_counter() - start)
 
-    settings = _with_epochs(settings or FinetuneSettings(), spec.epochs)
+    settings = replace(settings or FinetuneSettings(), epochs=spec.epochs)
     tuned, losses, seconds, stopped = finetune_model(
         model, data, settings, device=device, progress=progress, on_epoch=callback
     )
@@ -105,8 +96,6 @@ def _finetune(model, data, spec, settings, device, progress, on_epoch) -> Refine
 
 
 def _lsqml(model, data, start_object, spec, settings, device) -> Refined:
-    from dataclasses import replace
-
     from ptychopinn.benchmarking.lsqml import LSQMLSettings, run_lsqml
 
     settings = replace(

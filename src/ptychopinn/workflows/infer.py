@@ -112,11 +112,17 @@ def _stitch_weights(model: PtychoPINN, weighting: str) -> torch.Tensor | None:
 
 
 def dose_factor(model: PtychoPINN, data: PtychoData) -> float:
-    """Input factor that brings ``data`` to the model's training dose (1 when unknown)."""
-    if model.reference_energy is None:
+    """Input factor that brings ``data`` to the model's training dose (1 when unknown).
+
+    The object does not depend on the dose, only the measured amplitudes do (as its square
+    root), so a scan taken at ``k`` times the training dose is fed to the network as
+    ``X / sqrt(k)``: the input normalisation follows the scan, not the training set.
+    """
+    if not model.reference_energy:
         return 1.0
     energy = mean_pattern_energy(data.diffraction)
-    factor = model.dose_factor(energy)
+    if not energy > 0:
+        return 1.0
     ratio = energy / model.reference_energy
     if not DOSE_WARN_RATIO**-1 <= ratio <= DOSE_WARN_RATIO:
         log.warning(
@@ -130,7 +136,7 @@ def dose_factor(model: PtychoPINN, data: PtychoData) -> float:
         )
     elif abs(math.log(ratio)) > 0.01:
         log.info("%s: dose %.3gx the training data's; inputs rescaled", data.source, ratio)
-    return factor
+    return 1.0 / math.sqrt(ratio)
 
 
 @torch.inference_mode()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from ptychopinn.atomic import atomic_savez, atomic_write
@@ -26,17 +27,43 @@ def write_json(obj: dict, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
+@dataclass(frozen=True)
+class OutputNames:
+    """The file names of one result; ``suffix`` (e.g. ``"_refined"``) names a second one."""
+
+    suffix: str = ""
+
+    @property
+    def picture_stem(self) -> str:
+        return self.suffix.lstrip("_") or "reconstructed"
+
+    @property
+    def npz(self) -> str:
+        return f"reconstruction{self.suffix}.npz"
+
+    @property
+    def metrics(self) -> str:
+        return f"metrics{self.suffix}.json"
+
+    @property
+    def plot(self) -> str:
+        return f"comparison_plot{self.suffix}.png"
+
+    @property
+    def pictures(self) -> tuple[str, str]:
+        return f"{self.picture_stem}_amplitude.png", f"{self.picture_stem}_phase.png"
+
+
 def remove_outputs(
     output_dir: str | os.PathLike, *, suffix: str = "", only_metrics: bool = False
 ) -> list[Path]:
     """Delete what :func:`write_outputs` with ``suffix`` wrote earlier (stale results)."""
-    out = Path(output_dir)
-    names = [f"metrics{suffix}.json", f"comparison_plot{suffix}.png"]
+    out, names = Path(output_dir), OutputNames(suffix)
+    stale = [names.metrics, names.plot]
     if not only_metrics:
-        stem = suffix.lstrip("_") or "reconstructed"
-        names += [f"reconstruction{suffix}.npz", f"{stem}_amplitude.png", f"{stem}_phase.png"]
+        stale += [names.npz, *names.pictures]
     removed = []
-    for name in names:
+    for name in stale:
         path = out / name
         if path.is_file():
             path.unlink()
@@ -58,21 +85,19 @@ def write_outputs(
     ``reconstruction_refined.npz``, ``refined_amplitude.png``, ``metrics_refined.json``, ...
     Returns the metrics (None without ``objectGuess``).
     """
-    out = Path(output_dir)
+    out, names = Path(output_dir), OutputNames(suffix)
     out.mkdir(parents=True, exist_ok=True)
-    save_object_pictures(rec.object, out, stem=suffix.lstrip("_") or "reconstructed")
-    save_reconstruction_npz(rec, out / f"reconstruction{suffix}.npz")
+    save_object_pictures(rec.object, out, stem=names.picture_stem)
+    save_reconstruction_npz(rec, out / names.npz)
     if data.object is None:  # an earlier scan's metrics must not pass for this one's
         remove_outputs(out, suffix=suffix, only_metrics=True)
         return None
     metrics = evaluate(rec.object, data.object, xcoords=rec.xcoords, ycoords=rec.ycoords, N=data.N)
-    write_json(metrics, out / f"metrics{suffix}.json")
+    write_json(metrics, out / names.metrics)
     if not comparison_plot:
-        (out / f"comparison_plot{suffix}.png").unlink(missing_ok=True)
+        (out / names.plot).unlink(missing_ok=True)
     else:
         mask = scanned_region_mask(rec.xcoords, rec.ycoords, data.N, data.object.shape)
         aligned, _ = align(rec.object, data.object, mask=mask)
-        save_comparison(
-            aligned, data.object, out / f"comparison_plot{suffix}.png", mask=mask, metrics=metrics
-        )
+        save_comparison(aligned, data.object, out / names.plot, mask=mask, metrics=metrics)
     return metrics
