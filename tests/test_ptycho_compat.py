@@ -36,12 +36,14 @@ from ptycho_torch.model import PtychoPINN_Lightning
 from ptycho_torch.translate import (
     Configs,
     UnsupportedOptionWarning,
+    core_execution_config,
     core_training_config,
     gridsize_of,
     resolve_device,
     unsupported_options,
 )
 from ptychopinn.bundle import save_model
+from ptychopinn.config import ExecutionConfig
 from ptychopinn.config import ModelConfig as CoreModelConfig
 from ptychopinn.data.npz import save_npz
 from ptychopinn.data.simulate import extract_patches_exact
@@ -200,10 +202,47 @@ def test_unimplemented_torch_options_are_listed_not_fatal():
         tcp.TrainingConfig(),
         tcp.InferenceConfig(),
     )
-    assert unsupported_options(default) == []
+    # Ptychodus' default batch_norm=False is reported: the engine trains the recipe's network.
+    assert [f.split(" ")[0] for f in unsupported_options(default)] == ["batch_norm=False"]
     core = core_training_config(cfg, n_positions=100)
     assert (core.model.gridsize, core.n_groups, core.neighbor_count) == (2, 700, 7)
     assert core.model.amp_activation == "silu" and core.nll_weight == 1.0
+
+
+def test_ptychodus_torch_defaults_train_the_recipe():
+    """Ptychodus' defaults (no batch norm, scheduler "Default", no warm-up) -> the recipe."""
+    cfg = Configs(
+        tcp.DataConfig(grid_size=(2, 2), x_bounds=(0, 1), y_bounds=(0, 1)),
+        tcp.ModelConfig(),
+        tcp.TrainingConfig(),
+        tcp.InferenceConfig(),
+    )
+    assert core_training_config(cfg).model.normalization == CoreModelConfig().normalization
+    ex = core_execution_config(cfg, quiet=True)
+    recipe = ExecutionConfig()
+    assert (ex.scheduler, ex.warmup_epochs, ex.min_lr_ratio) == (
+        recipe.scheduler,
+        recipe.warmup_epochs,
+        recipe.min_lr_ratio,
+    )
+    cosine = Configs(cfg.data, cfg.model, tcp.TrainingConfig(scheduler="Cosine", warmup_epochs=2),
+                     cfg.inference)  # fmt: skip
+    ex = core_execution_config(cosine, quiet=True)
+    assert (ex.scheduler, ex.warmup_epochs, ex.min_lr_ratio) == ("cosine", 2, 0.1)
+
+
+def test_core_warnings_reach_the_log(caplog):
+    """Ptychodus forwards the child's log records only: core warnings must be logged too."""
+    from ptychopinn.warning_log import forward_warnings_to_log
+
+    # pytest records warnings instead of showing them; show them here, as a host would.
+    with warnings.catch_warnings(), caplog.at_level("WARNING"):
+        warnings.simplefilter("always")
+        forward_warnings_to_log()
+        forward_warnings_to_log()  # idempotent: one record per warning
+        warnings.warn("fewer groups than asked for", UserWarning, stacklevel=1)
+    assert sum("fewer groups" in r.getMessage() for r in caplog.records) == 1
+    assert any("fewer groups than asked for" in r.getMessage() for r in caplog.records)
 
 
 def test_cuda_request_without_gpu_falls_back_to_cpu(monkeypatch):

@@ -24,9 +24,8 @@ __all__ = ["dominant_probe_mode", "scan_canvas_shape", "to_ptycho_data", "warn"]
 
 
 def warn(message: str, category: type[Warning] = UserWarning) -> None:
-    """Warn Python callers (``warnings``) and Ptychodus (its child forwards log records only)."""
+    """Warn Python callers; Ptychodus gets it as a log record (``ptychopinn.warning_log``)."""
     warnings.warn(message, category, stacklevel=3)
-    logger.warning(message)
 
 
 def dominant_probe_mode(probe: np.ndarray, source: str = "probeGuess") -> np.ndarray:

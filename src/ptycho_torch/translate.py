@@ -5,13 +5,15 @@ One place decides how every Ptychodus setting maps onto the engine:
 - used: pattern size ``N`` (the data's size wins, with a warning), ``C`` -> gridsize, ``K``,
   ``n_subsample`` (groups per position when C > 1), ``mode``, ``loss_function``,
   ``amp_activation``, ``n_filters_scale``, ``object_big``, ``probe_big``, ``probe_mask``,
-  ``intensity_scale_trainable``, epochs, batch size, learning rate, scheduler, gradient
-  clipping and accumulation, workers, device (CUDA falls back to the CPU with a warning),
-  devices and strategy, inference batch size and ``patch_weighting``;
+  ``intensity_scale_trainable``, epochs, batch size, learning rate, scheduler ("Default" is
+  the engine's default, the recipe's cosine), warm-up epochs (0: the engine's automatic
+  warm-up), the cosine's ``min_lr_ratio``, gradient clipping and accumulation, workers,
+  device (CUDA falls back to the CPU with a warning), devices and strategy, inference batch
+  size and ``patch_weighting``;
 - accepted but not implemented (one warning listing those set to a non-neutral value):
-  attention blocks, batch norm (unless the engine offers it), shared decoder, auxiliary
-  losses, alternative neighbour functions, scan-position bounds, fine-tuning stages,
-  warm-up, ``middle_trim``;
+  attention blocks, ``batch_norm=False`` (the network always has batch normalisation: the
+  recipe; without it training is fragile), shared decoder, auxiliary losses, alternative
+  neighbour functions, scan-position bounds, fine-tuning stages, ``middle_trim``;
 - irrelevant here (no warning): bookkeeping (notes, names, experiment number), parameters of
   the unimplemented blocks, and the output cropping options (``pad_eval``, ``window``), since
   Ptychodus dictates the output canvas.
@@ -49,8 +51,12 @@ __all__ = [
     "unsupported_options",
 ]
 
-_SCHEDULERS = {"Default": "none", "Exponential": "exponential", "Cosine": "cosine"}
-_CORE_COSINE_MIN_RATIO = 0.01
+#: Ptychodus' scheduler names; "Default" is the engine's default schedule (the recipe's cosine).
+_SCHEDULERS = {
+    "Default": ExecutionConfig.scheduler,
+    "Exponential": "exponential",
+    "Cosine": "cosine",
+}
 
 
 class UnsupportedOptionWarning(UserWarning):
@@ -116,7 +122,6 @@ def unsupported_options(cfg: Configs, *, inference: bool = False) -> list[str]:
         _neutral("amplitude_variance_loss", m.amplitude_variance_loss, False),
         _neutral("epochs_fine_tune", t.epochs_fine_tune, 0),
         _neutral("enable_staged_finetuning", t.enable_staged_finetuning, False),
-        _neutral("warmup_epochs", t.warmup_epochs, 0),
         _neutral("framework", t.framework, "Lightning"),
     ]
     for name in ARCHITECTURE_EXTRAS:
@@ -128,8 +133,11 @@ def unsupported_options(cfg: Configs, *, inference: bool = False) -> list[str]:
             checks.append(f"{name}={getattr(m, name)} (C={d.C} is used)")
     if m.mode == "Supervised" and d.phase_subtraction:
         checks.append("phase_subtraction=True")
-    if t.scheduler == "Cosine" and t.min_lr_ratio != _CORE_COSINE_MIN_RATIO:
-        checks.append(f"min_lr_ratio={t.min_lr_ratio} (the cosine schedule ends at 0.01)")
+    if not m.batch_norm:
+        checks.append(
+            "batch_norm=False (the engine's network trains with batch normalisation: without "
+            "it, training at learning rate 1e-3 collapses to a flat amplitude in a third of runs)"
+        )
     if m.loss_function == "Poisson" and not t.nll:
         checks.append("nll=False (loss_function='Poisson' is the Poisson NLL)")
     return [c for c in checks if c is not None]
@@ -157,7 +165,7 @@ def core_model_config(cfg: Configs) -> CoreModelConfig:
     """The engine's ModelConfig."""
     d, m = cfg.data, cfg.model
     return CoreModelConfig(
-        normalization="batch" if m.batch_norm else "none",
+        normalization="batch",
         N=d.N,
         gridsize=gridsize_of(d),
         n_filters_scale=m.n_filters_scale,
@@ -251,6 +259,8 @@ def core_execution_config(
         accumulate_grad_batches=t.accum_steps,
         learning_rate=t.learning_rate,
         scheduler=_SCHEDULERS[t.scheduler],
+        warmup_epochs=t.warmup_epochs or None,
+        min_lr_ratio=t.min_lr_ratio if t.scheduler == "Cosine" else ExecutionConfig.min_lr_ratio,
         gradient_clip_val=t.gradient_clip_val,
         logger=logger_kind,
         inference_batch_size=i.batch_size,

@@ -309,6 +309,11 @@ class ExecutionConfig:
     accumulate_grad_batches: int = 1
     learning_rate: float = 1e-3
     scheduler: str = "cosine"
+    #: Linear learning-rate warm-up in epochs; None: automatic (5% of the run, at most one
+    #: epoch), 0: none. Keeps networks without normalisation from collapsing early.
+    warmup_epochs: float | None = None
+    #: Where the cosine schedule ends, as a fraction of ``learning_rate``.
+    min_lr_ratio: float = 0.01
     gradient_clip_val: float | None = None
     logger: str = "csv"
     enable_checkpointing: bool = True
@@ -343,6 +348,8 @@ class ExecutionConfig:
         check_range(self, "accumulate_grad_batches", ge=1)
         check_range(self, "learning_rate", gt=0)
         check_choice(self, "scheduler", self.SCHEDULERS)
+        check_range(self, "warmup_epochs", ge=0)
+        check_range(self, "min_lr_ratio", ge=0, le=1)
         check_range(self, "gradient_clip_val", ge=0)
         check_choice(self, "logger", self.LOGGERS)
         check_range(self, "checkpoint_save_top_k", ge=-1)

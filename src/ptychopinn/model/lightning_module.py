@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import lightning as L
@@ -10,6 +11,7 @@ import torch
 from torch import Tensor
 
 from ptychopinn.config import ExecutionConfig, ModelConfig, TrainingConfig, from_dict
+from ptychopinn.model import schedule
 from ptychopinn.model.pinn import PtychoPINN
 from ptychopinn.model.state_check import require_matching_state
 from ptychopinn.physics.losses import amplitude_mae, poisson_nll, realspace_mae
@@ -153,25 +155,29 @@ class PINNLightningModule(L.LightningModule):
         return terms["loss"]
 
     def configure_optimizers(self) -> Any:
+        """Adam with a per-step schedule: linear warm-up, then the configured decay.
+
+        ``plateau`` reacts to the epoch loss, so it has no warm-up (see :mod:`.schedule`).
+        """
         ex = self.execution_config
         optimizer = torch.optim.Adam(self.parameters(), lr=ex.learning_rate)
-        epochs = max(1, self.training_config.nepochs)
-        if ex.scheduler == "none":
-            return optimizer
-        if ex.scheduler == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(
-                optimizer, T_max=epochs, eta_min=ex.learning_rate * 0.01
-            )
-        elif ex.scheduler == "step":
-            sched = torch.optim.lr_scheduler.StepLR(
-                optimizer, step_size=max(1, epochs // 3), gamma=0.3
-            )
-        elif ex.scheduler == "exponential":
-            sched = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.95)
-        else:  # plateau
+        if ex.scheduler == "plateau":
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=3)
             return {
                 "optimizer": optimizer,
                 "lr_scheduler": {"scheduler": sched, "monitor": f"{self.loss_name}_epoch"},
             }
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        epochs = max(1, self.trainer.max_epochs or self.training_config.nepochs)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        per_epoch = total / epochs
+        warm = schedule.warmup_steps(total, per_epoch, ex.warmup_epochs)
+        factor = functools.partial(
+            schedule.lr_factor,
+            scheduler=ex.scheduler,
+            total_steps=total,
+            steps_per_epoch=per_epoch,
+            warmup=warm,
+            min_ratio=ex.min_lr_ratio,
+        )
+        sched = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
