@@ -226,7 +226,9 @@ class TrainingConfig:
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
-    train_data_file: str | None = None
+    #: One NPZ file, or several joined with ``os.pathsep`` (a list is joined on input):
+    #: every file keeps its own probe and positions (:attr:`train_data_files`).
+    train_data_file: str | None = field(default=None, metadata={"nargs": "+"})
     test_data_file: str | None = None
     batch_size: int = 4
     nepochs: int = 30
@@ -250,6 +252,8 @@ class TrainingConfig:
     seed: int = 42
 
     def __post_init__(self) -> None:
+        if isinstance(self.train_data_file, list | tuple):
+            self.train_data_file = join_paths(self.train_data_file)
         coerce_fields(self)
         check_range(self, "batch_size", ge=1)
         check_range(self, "nepochs", ge=1)
@@ -275,6 +279,21 @@ class TrainingConfig:
                 self.neighbor_count,
             )
         check_range(self, "seed", ge=0)
+
+    @property
+    def train_data_files(self) -> list[str]:
+        """The training files (``train_data_file`` split at ``os.pathsep``)."""
+        return split_paths(self.train_data_file)
+
+
+def join_paths(paths: Iterable[str | os.PathLike[str]]) -> str:
+    """Several paths as one config string, joined like ``PATH`` (``os.pathsep``)."""
+    return os.pathsep.join(os.fspath(p) for p in paths)
+
+
+def split_paths(text: str | None) -> list[str]:
+    """The paths of a :func:`join_paths` string (empty parts dropped)."""
+    return [p for p in (text or "").split(os.pathsep) if p]
 
 
 @dataclass
@@ -309,8 +328,8 @@ class ExecutionConfig:
     accumulate_grad_batches: int = 1
     learning_rate: float = 1e-3
     scheduler: str = "cosine"
-    #: Linear learning-rate warm-up in epochs; None: automatic (5% of the run, at most one
-    #: epoch), 0: none. Keeps networks without normalisation from collapsing early.
+    #: Linear learning-rate warm-up in epochs; None: automatic (100 optimiser steps, at most
+    #: a tenth of the run), 0: none. Keeps wide networks at large batches from collapsing.
     warmup_epochs: float | None = None
     #: Where the cosine schedule ends, as a fraction of ``learning_rate``.
     min_lr_ratio: float = 0.01

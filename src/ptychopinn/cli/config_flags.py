@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from ptychopinn.config import ExecutionConfig, parse_bool
+from ptychopinn.config import ExecutionConfig, join_paths, parse_bool
 
 TORCH_PREFIX = "torch-"
 
@@ -26,8 +26,13 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, *, skip=()) -> 
             continue
         default = f.default if not callable(f.default_factory) else f.default_factory()  # type: ignore[misc]
         default = f.metadata.get("default_text", default)
+        nargs = f.metadata.get("nargs")
         group.add_argument(
-            f"--{f.name}", default=None, metavar="VALUE", help=f"(default: {default})"
+            f"--{f.name}",
+            default=None,
+            metavar="VALUE",
+            nargs=nargs,
+            help=f"(default: {default})" + ("; several values allowed" if nargs else ""),
         )
         names.append(f.name)
     return names
@@ -49,7 +54,9 @@ def add_execution_flags(parser: argparse.ArgumentParser, only: tuple[str, ...] |
 
 
 def collect(args: argparse.Namespace, names: list[str]) -> dict:
-    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    """The flags given; a several-value flag becomes one ``os.pathsep``-joined string."""
+    values = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    return {n: join_paths(v) if isinstance(v, list) else v for n, v in values.items()}
 
 
 def execution_overrides(args: argparse.Namespace) -> dict:

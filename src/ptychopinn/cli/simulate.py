@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from dataclasses import fields
@@ -13,6 +14,9 @@ from ptychopinn.config import parse_bool
 from ptychopinn.data.npz import save_npz
 from ptychopinn.data.simulate import SimulationConfig, simulate_dataset
 from ptychopinn.errors import ConfigError
+
+#: Most scans one ``--n_objects`` corpus may hold.
+MAX_OBJECTS = 10_000
 
 _SCALAR_FIELDS = {
     "N": int,
@@ -63,8 +67,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--picture", type=parse_bool, default=True, help="also write <output>.png with an overview"
     )
+    p.add_argument(
+        "--n_objects",
+        type=int,
+        default=1,
+        help="write a corpus of this many scans of different objects, one probe and scan "
+        "(files <output stem>_000.npz, ...; object k uses object_seed (default: seed) + k)",
+    )
     p.add_argument("--verbose", action="store_true")
     return p
+
+
+def corpus_paths(output: str, n_objects: int) -> list[Path]:
+    """Where a corpus of ``n_objects`` scans goes: ``<stem>_000.npz`` ... (one: ``output``)."""
+    out = Path(output)
+    if n_objects == 1:
+        return [out]
+    width = max(3, len(str(n_objects - 1)))
+    return [
+        out.with_name(f"{out.stem}_{k:0{width}d}{out.suffix or '.npz'}") for k in range(n_objects)
+    ]
 
 
 def _main(argv=None) -> int:
@@ -78,23 +100,32 @@ def _main(argv=None) -> int:
     overrides = {
         k: (tuple(v) if isinstance(v, list) else v) for k, v in overrides.items() if v is not None
     }
+    if not 1 <= args.n_objects <= MAX_OBJECTS:
+        raise ConfigError(f"--n_objects: expected 1 to {MAX_OBJECTS}, found {args.n_objects}")
     try:
         cfg = SimulationConfig(**overrides)
     except TypeError as exc:  # a field this SimulationConfig does not have
         raise ConfigError(str(exc)) from exc
-    data = simulate_dataset(cfg)
-    out = save_npz(data, args.output, as_counts=args.as_counts)
-    summary = {
-        "output": str(out),
-        "positions": data.n_positions,
-        "N": data.N,
-        "object_shape": list(data.canvas_shape()),
-    }
-    if args.picture:
-        from ptychopinn.plotting import save_dataset_overview
+    paths = corpus_paths(args.output, args.n_objects)
+    base_seed = cfg.object_seed if cfg.object_seed is not None else cfg.seed
+    for k, path in enumerate(paths):
+        if args.n_objects > 1:
+            cfg = dataclasses.replace(cfg, object_seed=base_seed + k)
+        data = simulate_dataset(cfg)
+        out = save_npz(data, path, as_counts=args.as_counts)
+        summary = {
+            "output": str(out),
+            "positions": data.n_positions,
+            "N": data.N,
+            "object_shape": list(data.canvas_shape()),
+        }
+        if args.n_objects > 1:
+            summary["object_seed"] = cfg.object_seed
+        if args.picture:
+            from ptychopinn.plotting import save_dataset_overview
 
-        summary["picture"] = str(save_dataset_overview(data, Path(out).with_suffix(".png")))
-    print(json.dumps(summary))
+            summary["picture"] = str(save_dataset_overview(data, Path(out).with_suffix(".png")))
+        print(json.dumps(summary), flush=True)
     return 0
 
 

@@ -68,8 +68,8 @@ def _main(argv=None) -> int:
     check_backend(training.backend)
     if not training.train_data_file:
         raise ConfigError(
-            "train_data_file: expected a path to an NPZ file (--train_data_file "
-            "or the YAML), found none"
+            "train_data_file: expected a path to an NPZ file, or several (--train_data_file "
+            "a.npz b.npz, or the YAML), found none"
         )
     from ptychopinn.workflows.lock import output_dir_lock
 
@@ -95,7 +95,8 @@ def run_training(
 
     out = Path(training.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    train_data = load_npz(training.train_data_file)
+    files = training.train_data_files
+    train_data = [load_npz(f) for f in files] if len(files) > 1 else load_npz(files[0])
     test_data = load_npz(training.test_data_file) if training.test_data_file else None
     # Before anything in the output directory is rewritten:
     check_scan_sizes(training, train_data, test_data)

@@ -10,14 +10,20 @@ from ptychopinn.data.grouping import Groups
 
 
 class GroupDataset(Dataset):
-    """Item ``g``: amplitudes (C, N, N), offsets (C, 2), index and optional labels (C, N, N).
+    """Item ``g``: amplitudes (C, N, N), offsets (C, 2), index, optional labels (C, N, N)
+    and optional ``probe`` (N, N): the scan's own normalised probe, when training on several
+    scans with different probes.
 
     Patterns are gathered from the shared (M, N, N) array on access, so oversampled groups
     cost no extra memory.
     """
 
     def __init__(
-        self, amplitudes: np.ndarray, groups: Groups, labels: np.ndarray | None = None
+        self,
+        amplitudes: np.ndarray,
+        groups: Groups,
+        labels: np.ndarray | None = None,
+        probe: torch.Tensor | None = None,
     ) -> None:
         self.amplitudes = torch.from_numpy(np.ascontiguousarray(amplitudes, dtype=np.float32))
         self.indices = torch.from_numpy(np.asarray(groups.indices, dtype=np.int64))
@@ -27,6 +33,7 @@ class GroupDataset(Dataset):
             if labels is None
             else torch.from_numpy(np.ascontiguousarray(labels, dtype=np.complex64))
         )
+        self.probe = probe
 
     def __len__(self) -> int:
         return int(self.indices.shape[0])
@@ -36,4 +43,6 @@ class GroupDataset(Dataset):
         item = {"amplitudes": self.amplitudes[members], "offsets": self.offsets[g], "group": g}
         if self.labels is not None:
             item["labels"] = self.labels[members]
+        if self.probe is not None:
+            item["probe"] = self.probe
         return item

@@ -93,7 +93,7 @@ class PINNLightningModule(L.LightningModule):
             patches = self.model.predict_patches(amplitudes, None)
             terms["realspace_mae"] = realspace_mae(patches, labels)
         else:
-            out = self.model(amplitudes, batch["offsets"])
+            out = self.model(amplitudes, batch["offsets"], batch.get("probe"))
             if cfg.nll_weight > 0:
                 terms["poisson_nll"] = cfg.nll_weight * poisson_deviance(
                     out.amplitude.square(), amplitudes.square()

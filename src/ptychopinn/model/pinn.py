@@ -45,9 +45,16 @@ def mean_pattern_energy(amplitudes, max_patterns: int | None = 4096) -> float:
     return float(np.mean(np.sum(np.square(sample), axis=(-2, -1))))
 
 
-def initial_intensity_scale(amplitudes: np.ndarray, probe_normalised: Tensor) -> float:
-    """Scale ``s`` with ``mean_k sum |X_k s|^2 = ||P||^2 · REFERENCE_AMPLITUDE^2``."""
-    mean_energy = mean_pattern_energy(amplitudes, max_patterns=None)
+def initial_intensity_scale(
+    amplitudes: np.ndarray, probe_normalised: Tensor, *, mean_energy: float | None = None
+) -> float:
+    """Scale ``s`` with ``mean_k sum |X_k s|^2 = ||P||^2 · REFERENCE_AMPLITUDE^2``.
+
+    ``mean_energy`` (mean total count per pattern) replaces the one of ``amplitudes`` (when
+    training on several scans).
+    """
+    if mean_energy is None:
+        mean_energy = mean_pattern_energy(amplitudes, max_patterns=None)
     if not math.isfinite(mean_energy) or mean_energy <= 0:
         raise ValueError("diffraction data carry no signal (mean total intensity is zero)")
     probe_energy = float(torch.sum(probe_normalised.abs() ** 2))
@@ -118,44 +125,56 @@ class PtychoPINN(nn.Module):
     def intensity_scale(self) -> Tensor:
         return self.log_intensity_scale.exp()
 
-    def predict_patches(self, amplitudes: Tensor, offsets: Tensor | None = None) -> Tensor:
+    def predict_patches(
+        self, amplitudes: Tensor, offsets: Tensor | None = None, probe: Tensor | None = None
+    ) -> Tensor:
         """Object patches (B, C, N, N) for measured amplitudes (B, C, N, N) in sqrt-count units.
 
         With ``object_big`` and C > 1 the patches of a group are merged into one shared canvas
         at their relative ``offsets`` (B, C, 2) and cut out again: the overlap constraint.
+        ``probe`` (B, N, N), normalised like :func:`normalise_probe`, is each group's own
+        illumination (training on several scans); None means the model's probe.
         """
         amp, phase = self.generator(amplitudes * self.intensity_scale)
         patches = Generator.to_complex(amp, phase)
         if self.config.object_big and patches.shape[1] > 1 and offsets is not None:
-            patches = self.apply_overlap_constraint(patches, offsets)
+            patches = self.apply_overlap_constraint(patches, offsets, probe)
         return patches
 
-    def overlap_weights(self) -> Tensor:
+    def _probe_for(self, probe: Tensor | None) -> Tensor:
+        """The model's probe (N, N), or per-group probes (B, N, N) as (B, 1, N, N)."""
+        return self.probe if probe is None else probe.unsqueeze(1)
+
+    def overlap_weights(self, probe: Tensor | None = None) -> Tensor:
         """Per-pixel confidence of a patch: its illumination ``|P|^2`` (max 1), floored.
 
         A single pattern says nothing about the object where the probe is dark, so each patch
         contributes to the shared canvas in proportion to how strongly it was lit there.
         """
-        intensity = self.probe.detach().abs() ** 2
-        return intensity / intensity.max() + OVERLAP_WEIGHT_FLOOR
+        intensity = self._probe_for(probe).detach().abs() ** 2
+        peak = intensity.amax(dim=(-2, -1), keepdim=True)
+        return intensity / peak + OVERLAP_WEIGHT_FLOOR
 
-    def apply_overlap_constraint(self, patches: Tensor, offsets: Tensor) -> Tensor:
+    def apply_overlap_constraint(
+        self, patches: Tensor, offsets: Tensor, probe: Tensor | None = None
+    ) -> Tensor:
         """Merge the C patches of each group into one canvas (illumination-weighted) and
         cut them out again, so overlapping patches must agree on one object."""
         N = patches.shape[-1]
         extent = int(math.ceil(float(offsets.abs().max()))) if offsets.numel() else 0
         canvas_size = N + 2 * extent
-        weights = self.overlap_weights().to(patches.dtype).expand_as(patches)
+        weights = self.overlap_weights(probe).to(patches.dtype).expand_as(patches)
         numerator = patches_to_group_canvas(patches * weights, offsets, canvas_size)
         denominator = patches_to_group_canvas(weights, offsets, canvas_size).real
         canvas = numerator / denominator.clamp_min(OVERLAP_WEIGHT_FLOOR)
         return group_canvas_to_patches(canvas, offsets, N)
 
-    def diffraction_amplitude(self, patches: Tensor) -> Tensor:
-        """Predicted amplitude in sqrt-count units for object patches (B, C, N, N)."""
+    def diffraction_amplitude(self, patches: Tensor, probe: Tensor | None = None) -> Tensor:
+        """Predicted amplitude in sqrt-count units for object patches (B, C, N, N), lit by
+        the model's probe or by per-group probes (B, N, N)."""
         exit_wave = illuminate(
             patches,
-            self.probe,
+            self._probe_for(probe),
             probe_mask=self.probe_mask,
             smoothing_sigma=self.config.gaussian_smoothing_sigma,
         )
@@ -175,6 +194,8 @@ class PtychoPINN(nn.Module):
             )
             return probe / self.intensity_scale
 
-    def forward(self, amplitudes: Tensor, offsets: Tensor | None = None) -> ForwardOutput:
-        patches = self.predict_patches(amplitudes, offsets)
-        return ForwardOutput(patches, self.diffraction_amplitude(patches))
+    def forward(
+        self, amplitudes: Tensor, offsets: Tensor | None = None, probe: Tensor | None = None
+    ) -> ForwardOutput:
+        patches = self.predict_patches(amplitudes, offsets, probe)
+        return ForwardOutput(patches, self.diffraction_amplitude(patches, probe))

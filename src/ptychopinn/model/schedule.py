@@ -1,9 +1,11 @@
 """The learning-rate schedule: a linear warm-up, then the chosen decay, stepped per batch.
 
-Adam's first updates are its largest relative to the weights; without a warm-up a network
-without normalisation layers at a learning rate of 1e-3 loses most of its ReLUs in the first
-few dozen steps and trains to a flat amplitude about half the time (measured on a 32×32 scan,
-six seeds). A short linear warm-up removes those failures and changes nothing once it is over.
+Adam's first updates are its largest relative to the weights (its second-moment estimate is
+not yet averaged). Measured on a 32×32 scan of 170 positions: the filters ×2 network at
+batch 16 (Ptychodus' defaults) collapsed to an amplitude below a flat object's SSIM for one
+seed of three with no or an 11-step warm-up, and reconstructed it at 0.64 with 55 steps.
+The automatic warm-up is therefore a number of optimiser steps, not of epochs (an epoch of
+a small scan at batch 16 is a dozen steps), capped at a tenth of the run.
 
 The decays are closed forms of the step, so the schedule is the same whether a run is resumed
 or not, and the warm-up and the decay compose without one overwriting the other.
@@ -15,10 +17,10 @@ import math
 
 #: The cosine decay ends at this fraction of the peak learning rate by default.
 COSINE_MIN_RATIO = 0.01
-#: Automatic warm-up: this fraction of the run's optimiser steps ...
-AUTO_WARMUP_FRACTION = 0.05
-#: ... but never more than this many epochs.
-AUTO_WARMUP_MAX_EPOCHS = 1.0
+#: Automatic warm-up: this many optimiser steps ...
+AUTO_WARMUP_STEPS = 100
+#: ... but never more than this fraction of the run.
+AUTO_WARMUP_MAX_FRACTION = 0.1
 #: ``step`` decay: multiply by STEP_GAMMA every third of the run.
 STEP_GAMMA = 0.3
 #: ``exponential`` decay: multiply by this per epoch.
@@ -31,11 +33,11 @@ CLOSED_FORM = ("none", "cosine", "step", "exponential")
 def warmup_steps(total_steps: int, steps_per_epoch: float, warmup_epochs: float | None) -> int:
     """Optimiser steps of linear warm-up.
 
-    ``warmup_epochs=None`` is automatic: :data:`AUTO_WARMUP_FRACTION` of the run, at most
-    :data:`AUTO_WARMUP_MAX_EPOCHS`; ``0`` turns the warm-up off.
+    ``warmup_epochs=None`` is automatic: :data:`AUTO_WARMUP_STEPS`, at most
+    :data:`AUTO_WARMUP_MAX_FRACTION` of the run; ``0`` turns the warm-up off.
     """
     if warmup_epochs is None:
-        steps = min(AUTO_WARMUP_FRACTION * total_steps, AUTO_WARMUP_MAX_EPOCHS * steps_per_epoch)
+        steps = min(AUTO_WARMUP_STEPS, AUTO_WARMUP_MAX_FRACTION * total_steps)
     else:
         steps = warmup_epochs * steps_per_epoch
     return max(0, min(int(round(steps)), total_steps))

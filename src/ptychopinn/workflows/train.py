@@ -6,12 +6,14 @@ import csv
 import logging
 import shutil
 import signal
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import numpy as np
-from torch.utils.data import DataLoader
+from torch.utils.data import ConcatDataset, DataLoader
 
 from ptychopinn.atomic import atomic_write
 from ptychopinn.config import ExecutionConfig, TrainingConfig, config_sections
@@ -26,6 +28,9 @@ from ptychopinn.model.state_check import read_checkpoint, require_matching_state
 from ptychopinn.workflows.execution import build_trainer
 
 log = logging.getLogger(__name__)
+
+#: Training scans whose mean counts per pattern differ by more than this get a warning.
+MAX_DOSE_SPREAD = 10.0
 
 
 @dataclass
@@ -57,9 +62,15 @@ def training_labels(data: PtychoData) -> np.ndarray | None:
 
 
 def make_group_dataset(
-    data: PtychoData, training: TrainingConfig, *, seed: int | None, need_labels: bool
+    data: PtychoData,
+    training: TrainingConfig,
+    *,
+    seed: int | None,
+    need_labels: bool,
+    with_probe: bool = False,
 ) -> tuple[GroupDataset, Groups]:
-    """Group the scan positions and wrap them (with labels if needed) as a torch dataset."""
+    """Group the scan positions and wrap them (with labels if needed) as a torch dataset;
+    ``with_probe`` gives every group the scan's own normalised probe."""
     groups = group_positions(
         data.coords,
         training.model.gridsize,
@@ -76,23 +87,80 @@ def make_group_dataset(
                 f"{data.source}: supervised training needs ground-truth patches: expected key "
                 "'Y' (M, N, N) or 'objectGuess' (H, W), found neither"
             )
-    return GroupDataset(data.diffraction, groups, labels), groups
+    probe = normalise_probe(data.probe, training.model.N) if with_probe else None
+    return GroupDataset(data.diffraction, groups, labels, probe), groups
+
+
+def as_scans(train_data: PtychoData | Sequence[PtychoData]) -> list[PtychoData]:
+    """One scan or several, as a non-empty list."""
+    scans = [train_data] if isinstance(train_data, PtychoData) else list(train_data)
+    if not scans:
+        raise ConfigError("train_data: expected at least one training scan, found none")
+    return scans
+
+
+def mean_energy_of(scans: Sequence[PtychoData]) -> float:
+    """Mean total count per pattern over all the scans' patterns."""
+    energies = [mean_pattern_energy(s.diffraction) for s in scans]
+    counts = [s.n_positions for s in scans]
+    return float(np.average(energies, weights=counts))
 
 
 def build_module(
-    data: PtychoData, training: TrainingConfig, execution: ExecutionConfig
+    data: PtychoData | Sequence[PtychoData],
+    training: TrainingConfig,
+    execution: ExecutionConfig,
 ) -> PINNLightningModule:
-    """A fresh module whose probe and intensity scale come from the training data."""
-    probe = normalise_probe(data.probe, training.model.N)
-    scale = initial_intensity_scale(data.diffraction, probe)
+    """A fresh module whose probe (the first scan's) and intensity scale (all the scans'
+    mean pattern energy) come from the training data."""
+    scans = as_scans(data)
+    probe = normalise_probe(scans[0].probe, training.model.N)
+    energy = mean_energy_of(scans)
+    # One scan: its exact mean over every pattern; several: the sampled, weighted mean.
+    scale = initial_intensity_scale(
+        scans[0].diffraction, probe, mean_energy=energy if len(scans) > 1 else None
+    )
     sections = config_sections(training, execution)
     return PINNLightningModule(
         sections["model"],
         sections["training"],
         sections["execution"],
         intensity_scale=scale,
-        probe=data.probe,
-        reference_energy=mean_pattern_energy(data.diffraction),
+        probe=scans[0].probe,
+        reference_energy=energy,
+    )
+
+
+def check_several_scans(training: TrainingConfig, scans: Sequence[PtychoData]) -> None:
+    """Several training scans: one probe cannot be learned for all; doses should be alike."""
+    if len(scans) < 2:
+        return
+    if training.probe_trainable:
+        raise ConfigError(
+            "probe_trainable: expected false when training on several scans (each keeps its "
+            f"own probe; {len(scans)} scans given), found true"
+        )
+    energies = [mean_pattern_energy(s.diffraction) for s in scans]
+    if max(energies) > MAX_DOSE_SPREAD * min(energies):
+        low, high = int(np.argmin(energies)), int(np.argmax(energies))
+        warnings.warn(
+            f"training scans differ in dose by {max(energies) / min(energies):.0f}x "
+            f"({scans[low].source}: {energies[low]:.3g}, {scans[high].source}: "
+            f"{energies[high]:.3g} counts per pattern); the network sees them at one "
+            "intensity scale",
+            stacklevel=3,
+        )
+
+
+def _concat_groups(all_groups: Sequence[Groups], sizes: Sequence[int]) -> Groups:
+    """Groups of several scans as one, indices counted over the concatenated positions."""
+    if len(all_groups) == 1:
+        return all_groups[0]
+    starts = np.cumsum([0, *sizes[:-1]])
+    return Groups(
+        indices=np.concatenate([g.indices + s for g, s in zip(all_groups, starts, strict=True)]),
+        centres=np.concatenate([g.centres for g in all_groups]),
+        offsets=np.concatenate([g.offsets for g in all_groups]),
     )
 
 
@@ -202,14 +270,18 @@ def set_aside_old_checkpoints(output_dir: Path) -> Path | None:
 
 
 def check_scan_sizes(
-    training: TrainingConfig, train_data: PtychoData, test_data: PtychoData | None = None
+    training: TrainingConfig,
+    train_data: PtychoData | Sequence[PtychoData],
+    test_data: PtychoData | None = None,
 ) -> None:
     """Training and validation patterns must have the model's size N (one message if not)."""
-    if train_data.N != training.model.N:
-        raise DataValidationError(
-            f"{train_data.source}: diffraction patterns are {train_data.N}x{train_data.N} but "
-            f"the model config says N={training.model.N}; set N={train_data.N}"
-        )
+    for scan in as_scans(train_data):
+        if scan.N != training.model.N:
+            raise DataValidationError(
+                f"{scan.source}: diffraction patterns are {scan.N}x{scan.N} but the model "
+                f"config says N={training.model.N}; set N={scan.N} (every training file must "
+                "have the same pattern size)"
+            )
     if test_data is not None and test_data.N != training.model.N:
         raise DataValidationError(
             f"{test_data.source}: validation patterns are {test_data.N}x{test_data.N} but the "
@@ -218,7 +290,7 @@ def check_scan_sizes(
 
 
 def train(
-    train_data: PtychoData,
+    train_data: PtychoData | Sequence[PtychoData],
     training: TrainingConfig,
     execution: ExecutionConfig | None = None,
     *,
@@ -226,7 +298,11 @@ def train(
     resume_from: str | Path | None = None,
     output_dir: str | Path | None = None,
 ) -> TrainResult:
-    """Train a model on ``train_data``; validate on ``test_data`` when given.
+    """Train a model on ``train_data`` (one scan or several); validate on ``test_data``.
+
+    Several scans must share N; each keeps its own probe and positions (groups never mix
+    scans), ``n_subsample``/``n_groups`` apply to each scan, and the archive keeps the
+    first scan's probe.
 
     ``resume_from`` continues from a Lightning checkpoint (optimizer state and epoch
     included); ``nepochs`` is then the total, not the additional, number of epochs.
@@ -240,11 +316,20 @@ def train(
     L.seed_everything(training.seed, workers=True, verbose=False)
     supervised = training.model.model_type == "supervised"
     needs_labels = supervised or training.realspace_mae_weight > 0 or training.realspace_weight > 0
-    data = subsample(train_data, training.n_subsample, training.subsample_seed)
-    dataset, groups = make_group_dataset(
-        data, training, seed=training.seed, need_labels=needs_labels
-    )
-    module = build_module(data, training, execution)
+    scans = [
+        subsample(s, training.n_subsample, training.subsample_seed) for s in as_scans(train_data)
+    ]
+    check_several_scans(training, scans)
+    several = len(scans) > 1
+    parts = [
+        make_group_dataset(
+            s, training, seed=training.seed + i, need_labels=needs_labels, with_probe=several
+        )
+        for i, s in enumerate(scans)
+    ]
+    dataset = parts[0][0] if not several else ConcatDataset([p[0] for p in parts])
+    groups = _concat_groups([p[1] for p in parts], [s.n_positions for s in scans])
+    module = build_module(scans, training, execution)
     loader_kw = dict(
         batch_size=training.batch_size,
         num_workers=execution.num_workers,
@@ -254,7 +339,11 @@ def train(
     val_loader = None
     if test_data is not None:
         val_set, _ = make_group_dataset(
-            test_data, training, seed=training.seed + 1, need_labels=needs_labels
+            test_data,
+            training,
+            seed=training.seed + len(scans),
+            need_labels=needs_labels,
+            with_probe=several,
         )
         val_loader = DataLoader(val_set, shuffle=False, **loader_kw)
     monitor = module.val_loss_name if val_loader is not None else f"{module.loss_name}_epoch"
@@ -262,10 +351,13 @@ def train(
         execution, max_epochs=training.nepochs, output_dir=output_dir, monitor=monitor
     )
     log.info(
-        "training on %d groups of %d positions (%d scan positions), intensity scale %.4g",
+        "training on %d groups of %d positions (%d scan positions in %d scan%s), "
+        "intensity scale %.4g",
         len(dataset),
         groups.C,
-        data.n_positions,
+        sum(s.n_positions for s in scans),
+        len(scans),
+        "s" if several else "",
         float(module.model.intensity_scale.detach()),
     )
     fit_interruptibly(trainer, module, train_loader, val_loader, resume_from, output_dir)

@@ -1,0 +1,155 @@
+"""Reconstruction quality with the settings Ptychodus 1.7.0 sends by default.
+
+Builds the training configs with Ptychodus' own parent-side builders from its default
+settings (``PtychoPINN``: gridsize 1, filters ×2, batch 16, 50 epochs; ``PtychoPINN-Torch``:
+C = 4, 7 groups per position, filters ×2, batch 16, 50 epochs, no batch norm), translates
+them as the front-ends do, trains on a simulated scan and scores the training scan and a scan
+of another object with the same probe. Prints one row per (front-end, seed) and the mean
+and worst case over seeds.
+
+    python benchmarks/ptychodus_defaults.py --frontends ptychopinn --seeds 0 1 2
+    python benchmarks/ptychodus_defaults.py --N 64 --object_size 256   # the full-size scan
+
+Needs ``pip install 'ptychopinn[ptychodus]'``. ``--epochs`` overrides Ptychodus' 50 (say so
+when you report the figure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+import time
+import warnings
+
+import numpy as np
+import torch
+
+from ptychopinn.config import ExecutionConfig, TrainingConfig, from_dict, to_dict
+from ptychopinn.data.simulate import simulate_dataset
+from ptychopinn.metrics import evaluate
+from ptychopinn.workflows.infer import reconstruct
+from ptychopinn.workflows.train import train
+
+FRONTENDS = ("ptychopinn", "ptychopinn-torch")
+
+
+def _tf_configs(n: int) -> tuple[TrainingConfig, ExecutionConfig]:
+    """What the ``PtychoPINN`` front-end trains: Ptychodus' builder, then run_cdi_example."""
+    from ptychodus.api.settings import SettingsRegistry
+    from ptychodus.model.ptychopinn import reconstructor as pinn
+    from ptychodus.model.ptychopinn import settings as pinn_settings
+
+    registry = SettingsRegistry()
+    cfg = pinn._build_training_config(
+        pinn_settings.PtychoPINNModelSettings(registry),
+        pinn_settings.PtychoPINNTrainingSettings(registry),
+        "PINN",
+    )
+    values = to_dict(cfg)
+    values["model"]["N"] = n
+    return from_dict(TrainingConfig, values, source="ptychodus"), ExecutionConfig()
+
+
+def _torch_configs(n: int, n_positions: int) -> tuple[TrainingConfig, ExecutionConfig]:
+    """What the ``PtychoPINN-Torch`` front-end trains: Ptychodus' builder, then translate."""
+    from ptychodus.api.settings import SettingsRegistry
+    from ptychodus.model.ptychopinn_torch import reconstructor as torch_rec
+    from ptychodus.model.ptychopinn_torch import settings as ts
+
+    from ptycho_torch.translate import Configs, core_execution_config, core_training_config
+
+    registry = SettingsRegistry()
+    data, model, training, inference, _ = torch_rec._build_configs(
+        "Unsupervised",
+        ts.PtychoPINNTorchDataSettings(registry),
+        ts.PtychoPINNTorchModelSettings(registry),
+        ts.PtychoPINNTorchTrainingSettings(registry),
+        ts.PtychoPINNTorchInferenceSettings(registry),
+    )
+    data.N = n
+    cfg = Configs(data, model, training, inference)
+    return core_training_config(cfg, n_positions=n_positions), core_execution_config(
+        cfg, logger_kind="none", device="cpu", quiet=True
+    )
+
+
+def run(frontend: str, seed: int, args: argparse.Namespace) -> dict:
+    sim = dict(N=args.N, object_size=args.object_size, step=args.step, jitter=0.3)
+    scan = simulate_dataset(seed=args.scan_seed, nphotons=args.nphotons, **sim)
+    other = simulate_dataset(
+        seed=args.scan_seed, object_seed=args.scan_seed + 1000, nphotons=args.nphotons, **sim
+    )
+    if frontend == "ptychopinn":
+        training, execution = _tf_configs(args.N)
+    else:
+        training, execution = _torch_configs(args.N, scan.n_positions)
+    with tempfile.TemporaryDirectory() as out:
+        values = to_dict(training)
+        values.update(output_dir=out, seed=seed)
+        if args.epochs:
+            values["nepochs"] = args.epochs
+        training = from_dict(TrainingConfig, values, source=frontend)
+        ex = to_dict(execution)
+        ex.update(
+            accelerator="cpu", logger="none", enable_progress_bar=False, enable_checkpointing=False
+        )
+        execution = from_dict(ExecutionConfig, ex, source=frontend)
+        t0 = time.perf_counter()
+        result = train(scan, training, execution)
+        seconds = time.perf_counter() - t0
+    row = {
+        "frontend": frontend,
+        "seed": seed,
+        "gridsize": training.model.gridsize,
+        "filters": training.model.n_filters_scale,
+        "batch": training.batch_size,
+        "epochs": training.nepochs,
+        "groups": len(result.groups.indices),
+        "train_s": round(seconds, 1),
+    }
+    for label, s in (("train", scan), ("unseen", other)):
+        rec = reconstruct(result.module.model, s)
+        m = evaluate(rec.object, s.object, xcoords=s.xcoords, ycoords=s.ycoords, N=args.N)
+        row[f"{label}_amp_ssim"] = round(m["amp_ssim"], 3)
+        row[f"{label}_phase_ssim"] = round(m["phase_ssim"], 3)
+    return row
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--frontends", nargs="+", choices=FRONTENDS, default=list(FRONTENDS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--N", type=int, default=32)
+    p.add_argument("--object_size", type=int, default=80)
+    p.add_argument("--step", type=float, default=4.0)
+    p.add_argument("--nphotons", type=float, default=1e6)
+    p.add_argument("--scan_seed", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=None, help="override Ptychodus' 50 epochs")
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+    logging.basicConfig(level=logging.ERROR)
+    keys = ("train_amp_ssim", "train_phase_ssim", "unseen_amp_ssim", "unseen_phase_ssim")
+    for frontend in args.frontends:
+        rows = [run(frontend, seed, args) for seed in args.seeds]
+        for row in rows:
+            print(json.dumps(row), flush=True)
+        table = np.array([[r[k] for k in keys] for r in rows])
+        summary = {"frontend": frontend, "seeds": len(rows)}
+        summary |= {
+            f"mean_{k}": round(float(v), 3) for k, v in zip(keys, table.mean(0), strict=True)
+        }
+        summary |= {
+            f"worst_{k}": round(float(v), 3) for k, v in zip(keys, table.min(0), strict=True)
+        }
+        print(json.dumps(summary), flush=True)
+
+
+if __name__ == "__main__":
+    main()
