@@ -4,7 +4,8 @@ One place decides how every Ptychodus setting maps onto the engine:
 
 - used: pattern size ``N`` (the data's size wins, with a warning), ``C`` -> gridsize, ``K``,
   ``n_subsample`` (groups per position when C > 1), ``mode``, ``loss_function``,
-  ``amp_activation`` (except the signed ``silu``/``swish``), ``n_filters_scale``, ``object_big``, ``probe_big``, ``probe_mask``,
+  ``amp_activation`` (except the signed ``silu``/``swish``), ``n_filters_scale``,
+  ``object_big``, ``probe_big``, ``probe_mask``,
   ``intensity_scale_trainable``, epochs, batch size, learning rate, scheduler ("Default" is
   the engine's default, the recipe's cosine), warm-up epochs (0: the engine's automatic
   warm-up), the cosine's ``min_lr_ratio``, gradient clipping and accumulation, workers,
