@@ -506,3 +506,15 @@ def test_training_data_directory_must_be_unambiguous(tiny_scan, tmp_path):
     save_npz(tiny_scan, tmp_path / "b.npz")
     with pytest.raises(DataValidationError, match="train_data.npz"):
         PtychoDataLoader(data_dir=tmp_path, config_manager=ConfigManager())
+
+
+def test_scan_canvas_for_positions_off_the_object_grid():
+    """Ptychodus' canvas: patches left of pixel 0 warn; NaN positions are a clear error."""
+    from ptycho._adapt import scan_canvas_shape
+
+    x = np.array([20.0, 40.0, 60.0])
+    assert scan_canvas_shape(x, x, 32) == (81, 81)  # centred on the scan's mid-range
+    with pytest.warns(UserWarning, match=r"\(x\): patches reach 25.5 px below pixel 0"):
+        scan_canvas_shape(x - 30, x, 32)
+    with pytest.raises(DataValidationError, match=r"\(y\).*NaN"):
+        scan_canvas_shape(x, np.array([1.0, np.nan, 3.0]), 32)

@@ -60,7 +60,18 @@ def scan_canvas_shape(xcoords: np.ndarray, ycoords: np.ndarray, N: int) -> tuple
     enlarged when that would cut off part of a patch.
     """
     shape = []
-    for coords in (np.asarray(ycoords, float), np.asarray(xcoords, float)):
+    for axis, coords in (("y", np.asarray(ycoords, float)), ("x", np.asarray(xcoords, float))):
+        if coords.size == 0 or not np.all(np.isfinite(coords)):
+            raise DataValidationError(
+                f"scan positions ({axis}): expected finite object pixel coordinates, found "
+                f"{'none' if coords.size == 0 else 'NaN or infinite values'}"
+            )
+        below = (N - 1) / 2 - float(coords.min())
+        if below > 0.5:
+            warn(
+                f"scan positions ({axis}): patches reach {below:.1f} px below pixel 0 of the "
+                "object grid (positions left of / above the object); those parts are cut off"
+            )
         mid = 0.5 * (float(coords.min()) + float(coords.max()))
         size = int(round(2 * mid + 1))
         needed = int(math.ceil(float(coords.max()) + (N - 1) / 2)) + 1

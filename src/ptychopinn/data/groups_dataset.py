@@ -46,3 +46,27 @@ class GroupDataset(Dataset):
         if self.probe is not None:
             item["probe"] = self.probe
         return item
+
+
+class EpochShuffle(torch.utils.data.Sampler[int]):
+    """A shuffle whose order depends only on ``(seed, epoch)``.
+
+    Lightning calls :meth:`set_epoch` before every epoch, so a run resumed from a checkpoint
+    visits the groups in the same order as an uninterrupted one (``shuffle=True`` draws
+    from the global RNG, whose state a checkpoint does not keep).
+    """
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n = n
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=generator).tolist())

@@ -18,7 +18,7 @@ from torch.utils.data import ConcatDataset, DataLoader
 from ptychopinn.atomic import atomic_write
 from ptychopinn.config import ExecutionConfig, TrainingConfig, config_sections
 from ptychopinn.data.grouping import Groups, group_positions
-from ptychopinn.data.groups_dataset import GroupDataset
+from ptychopinn.data.groups_dataset import EpochShuffle, GroupDataset
 from ptychopinn.data.simulate import extract_patches_exact
 from ptychopinn.data.types import PtychoData
 from ptychopinn.errors import ConfigError, DataValidationError, TrainingInterrupted
@@ -335,7 +335,8 @@ def train(
         num_workers=execution.num_workers,
         persistent_workers=execution.num_workers > 0,
     )
-    train_loader = DataLoader(dataset, shuffle=True, drop_last=False, **loader_kw)
+    sampler = EpochShuffle(len(dataset), training.seed)
+    train_loader = DataLoader(dataset, sampler=sampler, drop_last=False, **loader_kw)
     val_loader = None
     if test_data is not None:
         val_set, _ = make_group_dataset(
