@@ -69,6 +69,7 @@ def test_defaults():
     e = ExecutionConfig()
     assert (e.accelerator, e.devices, e.strategy, e.precision) == ("auto", 1, "auto", "32-true")
     assert e.learning_rate == 1e-3 and e.scheduler == "cosine" and e.logger == "csv"
+    assert e.warmup_epochs is None and e.min_lr_ratio == 0.01  # automatic warm-up
     assert e.inference_batch_size == 64 and e.gradient_clip_val is None
     assert e.early_stopping_patience is None and e.checkpoint_save_top_k == 1
 

@@ -163,6 +163,12 @@ def test_ptycho_configs_as_ptychodus_builds_them():
     for cfg in (training, inference):
         assert pickle.loads(pickle.dumps(cfg)) == cfg
     assert training.n_groups is None  # Ptychodus users train on the whole scan
+    # Settings Ptychodus does not send are the recipe's (batch normalisation, mixing).
+    recipe = CoreModelConfig()
+    assert (model.normalization, model.global_mixing) == (
+        recipe.normalization,
+        recipe.global_mixing,
+    )
     pcfg.update_legacy_dict(ptycho.params.cfg, training)
     assert ptycho.params.get("nepochs") == 50
     assert ptycho.params.get("probe.big") is True
