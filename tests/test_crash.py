@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
@@ -73,7 +74,16 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
-    # The metrics history holds every epoch once: the killed run's and the resumed ones.
-    rows = (killed / "logs" / "metrics.csv").read_text().splitlines()
-    epochs = sorted({int(float(r.split(",")[0])) for r in rows[1:] if r and r[0].isdigit()})
-    assert epochs[-1] == EPOCHS - 1
+    # The metrics history holds every epoch once, with the uninterrupted run's losses.
+    history, reference = _epoch_losses(killed), _epoch_losses(tmp_path / "straight")
+    assert sorted(history) == sorted(reference) == list(range(EPOCHS))
+    for epoch, loss in reference.items():
+        assert history[epoch] == pytest.approx(loss, rel=1e-4), epoch
+
+
+def _epoch_losses(out) -> dict[int, float]:
+    with open(out / "logs" / "metrics.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r.get("train_loss_epoch")]
+    losses = {int(float(r["epoch"])): float(r["train_loss_epoch"]) for r in rows}
+    assert len(losses) == len(rows), "an epoch is logged twice"
+    return losses
