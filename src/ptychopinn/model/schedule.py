@@ -3,7 +3,7 @@
 Adam's first updates are its largest relative to the weights (its second-moment estimate is
 not yet averaged). Measured on a 32×32 scan of 170 positions: the filters ×2 network at
 batch 16 (Ptychodus' defaults) collapsed to an amplitude below a flat object's SSIM for one
-seed of three with no or an 11-step warm-up, and reconstructed it at 0.64 with 55 steps.
+seed of three with an 11-step (one-epoch) warm-up, and reconstructed it at 0.64 with 55.
 The automatic warm-up is therefore a number of optimiser steps, not of epochs (an epoch of
 a small scan at batch 16 is a dozen steps), capped at a tenth of the run.
 
