@@ -42,9 +42,10 @@ def test_noiseless_scan_at_another_dose_gives_the_same_object(noiseless):
     for dose in (1e4, 1e8):
         other = reconstruct(model, noiseless[dose]).object
         assert np.abs(other - ref).max() < 1e-5 * peak, dose
-    # Without the adaptation even an untrained network's output moves 100x more.
+    # Without the adaptation even an untrained network's output (flat phase: only the
+    # amplitude responds) moves over 10x more.
     unadapted = reconstruct(model, noiseless[1e4], adapt_dose=False).object
-    assert np.abs(unadapted - ref).max() > 1e-3 * peak
+    assert np.abs(unadapted - ref).max() > 1e-4 * peak
 
 
 def test_noisy_scan_at_a_tenth_of_the_dose_stays_close():

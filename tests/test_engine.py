@@ -282,3 +282,15 @@ def test_ddp_on_cpu_with_two_processes(tmp_path):
     assert all(r["world"] == 2 and r["backend"] == "gloo" for r in results)
     per_rank = math.ceil(results[0]["positions"] / 2)
     assert all(r["steps"] == 2 * math.ceil(per_rank / 8) for r in results)
+
+
+def test_training_starts_from_a_flat_phase():
+    """The phase head starts at zero (a constant phase offset is invisible to the data)."""
+    from ptychopinn.model.network import Generator
+
+    gen = Generator(32, 4, n_filters_scale=1, normalization="batch").eval()
+    with torch.no_grad():
+        amp, phase = gen(torch.rand(2, 4, 32, 32))
+    assert torch.count_nonzero(phase) == 0
+    assert float(amp.std()) > 0
+    assert any(p.requires_grad for p in gen.phase.parameters())
