@@ -99,23 +99,29 @@ def as_scans(train_data: PtychoData | Sequence[PtychoData]) -> list[PtychoData]:
     return scans
 
 
-def mean_energy_of(scans: Sequence[PtychoData]) -> float:
+def scan_energies(scans: Sequence[PtychoData]) -> list[float]:
+    """Each scan's mean total count per pattern (sampled: a memory map is not read whole)."""
+    return [mean_pattern_energy(s.diffraction) for s in scans]
+
+
+def mean_energy_of(scans: Sequence[PtychoData], energies: Sequence[float]) -> float:
     """Mean total count per pattern over all the scans' patterns."""
-    energies = [mean_pattern_energy(s.diffraction) for s in scans]
-    counts = [s.n_positions for s in scans]
-    return float(np.average(energies, weights=counts))
+    return float(np.average(energies, weights=[s.n_positions for s in scans]))
 
 
 def build_module(
     data: PtychoData | Sequence[PtychoData],
     training: TrainingConfig,
     execution: ExecutionConfig,
+    *,
+    energies: Sequence[float] | None = None,
 ) -> PINNLightningModule:
     """A fresh module whose probe (the first scan's) and intensity scale (all the scans'
-    mean pattern energy) come from the training data."""
+    mean pattern energy) come from the training data; ``energies`` are the scans'
+    :func:`scan_energies` when the caller has them already."""
     scans = as_scans(data)
     probe = normalise_probe(scans[0].probe, training.model.N)
-    energy = mean_energy_of(scans)
+    energy = mean_energy_of(scans, scan_energies(scans) if energies is None else energies)
     # One scan: its exact mean over every pattern; several: the sampled, weighted mean.
     scale = initial_intensity_scale(
         scans[0].diffraction, probe, mean_energy=energy if len(scans) > 1 else None
@@ -131,8 +137,11 @@ def build_module(
     )
 
 
-def check_several_scans(training: TrainingConfig, scans: Sequence[PtychoData]) -> None:
-    """Several training scans: one probe cannot be learned for all; doses should be alike."""
+def check_several_scans(
+    training: TrainingConfig, scans: Sequence[PtychoData], energies: Sequence[float]
+) -> None:
+    """Several training scans: one probe cannot be learned for all; doses (the scans'
+    :func:`scan_energies`) should be alike."""
     if len(scans) < 2:
         return
     if training.probe_trainable:
@@ -140,7 +149,6 @@ def check_several_scans(training: TrainingConfig, scans: Sequence[PtychoData]) -
             "probe_trainable: expected false when training on several scans (each keeps its "
             f"own probe; {len(scans)} scans given), found true"
         )
-    energies = [mean_pattern_energy(s.diffraction) for s in scans]
     if max(energies) > MAX_DOSE_SPREAD * min(energies):
         low, high = int(np.argmin(energies)), int(np.argmax(energies))
         warnings.warn(
@@ -319,7 +327,8 @@ def train(
     scans = [
         subsample(s, training.n_subsample, training.subsample_seed) for s in as_scans(train_data)
     ]
-    check_several_scans(training, scans)
+    energies = scan_energies(scans)
+    check_several_scans(training, scans, energies)
     several = len(scans) > 1
     parts = [
         make_group_dataset(
@@ -329,7 +338,7 @@ def train(
     ]
     dataset = parts[0][0] if not several else ConcatDataset([p[0] for p in parts])
     groups = _concat_groups([p[1] for p in parts], [s.n_positions for s in scans])
-    module = build_module(scans, training, execution)
+    module = build_module(scans, training, execution, energies=energies)
     loader_kw = dict(
         batch_size=training.batch_size,
         num_workers=execution.num_workers,
