@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import tempfile
 import time
-import warnings
 
-import numpy as np
-import torch
+from seed_sweep import add_scan_arguments, quiet_setup, seed_summary
 
 from ptychopinn.config import ExecutionConfig, ModelConfig, TrainingConfig
 from ptychopinn.data.simulate import simulate_dataset
@@ -72,26 +69,16 @@ def main() -> None:
     p.add_argument("--objects", nargs="+", type=int, default=[1, 4, 16])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     p.add_argument("--base_epochs", type=int, default=16, help="epochs for K=1")
-    p.add_argument("--N", type=int, default=32)
-    p.add_argument("--object_size", type=int, default=80)
-    p.add_argument("--step", type=float, default=4.0)
-    p.add_argument("--nphotons", type=float, default=1e6)
-    p.add_argument("--threads", type=int, default=None)
+    add_scan_arguments(p)
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore")
-    logging.basicConfig(level=logging.ERROR)
+    quiet_setup(args)
     for k in args.objects:
         rows = []
         for seed in args.seeds:
             rows.append(run(k, seed, args))
             print(json.dumps(rows[-1]), flush=True)
-        amp = np.mean([r["unseen_amp_ssim"] for r in rows])
-        phase = np.mean([r["unseen_phase_ssim"] for r in rows])
-        summary = {"objects": k, "mean_unseen_amp_ssim": round(float(amp), 3)}
-        summary["mean_unseen_phase_ssim"] = round(float(phase), 3)
-        print(json.dumps(summary), flush=True)
+        keys = ("unseen_amp_ssim", "unseen_phase_ssim")
+        print(json.dumps({"objects": k, **seed_summary(rows, keys, worst=False)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -18,13 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import tempfile
 import time
-import warnings
 
-import numpy as np
-import torch
+from seed_sweep import add_scan_arguments, quiet_setup, seed_summary
 
 from ptychopinn.config import ExecutionConfig, TrainingConfig, from_dict, to_dict
 from ptychopinn.data.simulate import simulate_dataset
@@ -123,31 +120,18 @@ def main() -> None:
     )
     p.add_argument("--frontends", nargs="+", choices=FRONTENDS, default=list(FRONTENDS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--N", type=int, default=32)
-    p.add_argument("--object_size", type=int, default=80)
-    p.add_argument("--step", type=float, default=4.0)
-    p.add_argument("--nphotons", type=float, default=1e6)
+    add_scan_arguments(p)
     p.add_argument("--scan_seed", type=int, default=3)
     p.add_argument("--epochs", type=int, default=None, help="override Ptychodus' 50 epochs")
-    p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore")
-    logging.basicConfig(level=logging.ERROR)
+    quiet_setup(args)
     keys = ("train_amp_ssim", "train_phase_ssim", "unseen_amp_ssim", "unseen_phase_ssim")
     for frontend in args.frontends:
-        rows = [run(frontend, seed, args) for seed in args.seeds]
-        for row in rows:
-            print(json.dumps(row), flush=True)
-        table = np.array([[r[k] for k in keys] for r in rows])
-        summary = {"frontend": frontend, "seeds": len(rows)}
-        summary |= {
-            f"mean_{k}": round(float(v), 3) for k, v in zip(keys, table.mean(0), strict=True)
-        }
-        summary |= {
-            f"worst_{k}": round(float(v), 3) for k, v in zip(keys, table.min(0), strict=True)
-        }
+        rows = []
+        for seed in args.seeds:
+            rows.append(run(frontend, seed, args))
+            print(json.dumps(rows[-1]), flush=True)
+        summary = {"frontend": frontend, "seeds": len(rows), **seed_summary(rows, keys)}
         print(json.dumps(summary), flush=True)
 
 
