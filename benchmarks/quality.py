@@ -7,8 +7,15 @@ Poisson-vs-MAE comparison at low dose. The last column is a diagnostic (it uses 
 phase SSIM once the smooth part of the phase error is subtracted, to show at which scale the
 phase error lives.
 
+``--panel`` runs the recipe over a panel of scan kinds instead (object families, probes, scan
+patterns, overlaps and doses; see ``PANEL``): each trains its own model on one object and is
+scored on that scan, on an unseen object of the same family with the same probe and scan, and
+on that unseen object at another dose (1e4 photons, or 1e6 for a 1e4 case) with no
+retraining. It ends with the mean and the worst case of each row kind.
+
     python benchmarks/quality.py                       # PINN recipe only (CPU: ~9 min)
     python benchmarks/quality.py --cases pinn supervised mae_low_dose nll_low_dose
+    python benchmarks/quality.py --panel               # 7 scan kinds (CPU: ~50 min)
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import logging
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -30,6 +38,53 @@ from ptychopinn.data.types import PtychoData
 from ptychopinn.metrics import align, evaluate, scanned_region_mask
 from ptychopinn.workflows.infer import reconstruct
 from ptychopinn.workflows.train import train
+
+
+@dataclass(frozen=True)
+class PanelScan:
+    """One kind of scan: SimulationConfig fields of the training scan, and the fields that
+    make the unseen scan a different object (same probe, scan pattern and dose)."""
+
+    train: dict = field(default_factory=dict)
+    unseen: dict = field(default_factory=lambda: {"object_seed": 7})
+
+
+_FREE_SCAN = dict(step=None, n_points=784)  # spiral / random: as many positions as the raster
+_NATURAL = dict(object_amplitude="astronaut", object_phase="camera")
+_NATURAL_UNSEEN = dict(object_amplitude="chelsea", object_phase="coins")
+
+#: The panel: object families, probes, scan patterns, overlaps and doses. 784 patterns of
+#: 64x64 unless said (low overlap: 400), 1e6 photons unless said.
+PANEL = {
+    "grf/lines, lens, raster": PanelScan(),
+    "natural, lens, spiral": PanelScan(
+        train=dict(_NATURAL, scan_kind="spiral", **_FREE_SCAN), unseen=_NATURAL_UNSEEN
+    ),
+    "sparse, weak phase, zone plate": PanelScan(
+        train=dict(
+            object_amplitude="disks",
+            object_phase="disks",
+            phase_range=(-0.3, 0.3),
+            probe_kind="zoneplate",
+        )
+    ),
+    "strong phase, symmetric lens, random": PanelScan(
+        train=dict(
+            object_amplitude="grf",
+            amplitude_range=(0.8, 1.0),
+            object_phase="grf",
+            phase_range=(-2.5, 2.5),
+            probe_aberration=0.0,
+            scan_kind="random",
+            **_FREE_SCAN,
+        )
+    ),
+    "low overlap (step 10)": PanelScan(train=dict(step=10.0)),
+    "natural, 1e4 photons": PanelScan(train=dict(_NATURAL, nphotons=1e4), unseen=_NATURAL_UNSEEN),
+    "1e9 photons, zone plate, spiral": PanelScan(
+        train=dict(nphotons=1e9, probe_kind="zoneplate", scan_kind="spiral", **_FREE_SCAN)
+    ),
+}
 
 CASES = {
     "pinn": dict(model_type="pinn"),
@@ -60,14 +115,10 @@ def phase_ssim_without_smooth_error(obj: np.ndarray, scan: PtychoData) -> float:
     return m["phase_ssim"]
 
 
-def run_case(name: str, args: argparse.Namespace) -> list[dict]:
-    spec = dict(CASES[name])
-    nphotons = spec.pop("nphotons", args.nphotons)
-    model_type = spec.pop("model_type")
-    sim = dict(N=64, object_size=args.object_size, step=args.step, nphotons=nphotons)
-    train_scan = simulate_dataset(seed=1, **sim)
-    # Same seed: same scan and probe (up to the dose scale); object_seed: a different object.
-    other_scan = simulate_dataset(seed=1, object_seed=7, **sim)
+def train_model(
+    train_scan: PtychoData, args: argparse.Namespace, *, seed: int, model_type: str, **spec
+):
+    """Train the recipe (with the benchmark's flags) on one scan: (result, seconds)."""
     model = ModelConfig(
         N=64,
         gridsize=args.gridsize,
@@ -83,7 +134,7 @@ def run_case(name: str, args: argparse.Namespace) -> list[dict]:
             batch_size=args.batch_size,
             n_groups=None,
             output_dir=out,
-            seed=args.seed,
+            seed=seed,
             **spec,
         )
         ex = ExecutionConfig(
@@ -96,21 +147,56 @@ def run_case(name: str, args: argparse.Namespace) -> list[dict]:
         )
         start = time.perf_counter()
         result = train(train_scan, cfg, ex)
-        seconds = time.perf_counter() - start
+        return result, time.perf_counter() - start
+
+
+def run_case(name: str, args: argparse.Namespace) -> list[dict]:
+    spec = dict(CASES[name])
+    nphotons = spec.pop("nphotons", args.nphotons)
+    sim = dict(N=64, object_size=args.object_size, step=args.step, nphotons=nphotons)
+    train_scan = simulate_dataset(seed=1, **sim)
+    # Same seed: same scan and probe (up to the dose scale); object_seed: a different object.
+    other_scan = simulate_dataset(seed=1, object_seed=7, **sim)
+    result, seconds = train_model(train_scan, args, seed=args.seed, **spec)
+    scans = (("train scan", train_scan), ("other object", other_scan))
+    return score_rows(name, scans, result, seconds, args.epochs)
+
+
+def run_panel_case(index: int, name: str, args: argparse.Namespace) -> list[dict]:
+    """Train on one panel scan; score it, the unseen object, and that object at another dose."""
+    case = PANEL[name]
+    sim = dict(N=64, object_size=args.object_size, step=args.step, nphotons=args.nphotons)
+    sim.update(case.train)
+    # Each case its own probe jitter, scan jitter and training seed.
+    train_scan = simulate_dataset(seed=1 + index, **sim)
+    unseen = dict(sim, **case.unseen)
+    unseen_scan = simulate_dataset(seed=1 + index, **unseen)
+    other_dose = 1e6 if sim["nphotons"] <= 1e4 else 1e4
+    dose_scan = simulate_dataset(seed=1 + index, **dict(unseen, nphotons=other_dose))
+    result, seconds = train_model(train_scan, args, seed=args.seed + index, model_type="pinn")
+    scans = (
+        ("train scan", train_scan),
+        ("unseen object", unseen_scan),
+        (f"unseen at {other_dose:.0e}", dose_scan),
+    )
+    return score_rows(name, scans, result, seconds, args.epochs)
+
+
+def score_rows(case: str, scans, result, seconds: float, epochs: int) -> list[dict]:
     rows = []
-    for label, scan in (("train scan", train_scan), ("other object", other_scan)):
+    for label, scan in scans:
         t0 = time.perf_counter()
         rec = reconstruct(result.module.model, scan, batch_size=64)
         infer_s = time.perf_counter() - t0
         m = evaluate(rec.object, scan.object, xcoords=scan.xcoords, ycoords=scan.ycoords, N=64)
         rows.append(
             {
-                "case": name,
+                "case": case,
                 "scan": label,
-                "nphotons": nphotons,
+                "nphotons": float(scan.metadata.get("nphotons", float("nan"))),
                 "positions": scan.n_positions,
                 "train_s": round(seconds, 1),
-                "train_groups_per_s": round(len(result.groups.indices) * args.epochs / seconds, 1),
+                "train_groups_per_s": round(len(result.groups.indices) * epochs / seconds, 1),
                 "infer_patterns_per_s": round(scan.n_positions / infer_s, 1),
                 **{
                     k: round(m[k], 3)
@@ -124,11 +210,47 @@ def run_case(name: str, args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def print_rows(rows: list[dict], header: bool = True) -> None:
+    keys = list(rows[0])
+    if header:
+        print(" | ".join(keys))
+    for row in rows:
+        print(" | ".join(str(row[k]) for k in keys), flush=True)
+
+
+def print_summary(rows: list[dict]) -> None:
+    """Mean and worst case of amplitude / phase SSIM for each row kind over the panel."""
+    kinds = {"train scan": [], "unseen object": [], "unseen at another dose": []}
+    for row in rows:
+        kind = "unseen at another dose" if row["scan"].startswith("unseen at") else row["scan"]
+        kinds[kind].append(row)
+    print("\npanel summary (amplitude / phase SSIM) | cases | mean | worst")
+    for kind, group in kinds.items():
+        if not group:
+            continue
+        amp = np.array([r["amp_ssim"] for r in group])
+        phase = np.array([r["phase_ssim"] for r in group])
+        worst = group[int(np.argmin(amp + phase))]["case"]
+        print(
+            f"{kind} | {len(group)} | {amp.mean():.3f} / {phase.mean():.3f} | "
+            f"{amp.min():.3f} / {phase.min():.3f} (lowest sum: {worst})"
+        )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--cases", nargs="+", default=["pinn"], choices=sorted(CASES))
+    p.add_argument("--panel", action="store_true", help="run the recipe over PANEL instead")
+    p.add_argument(
+        "--panel_cases",
+        nargs="+",
+        type=int,
+        default=None,
+        metavar="I",
+        help=f"only these panel cases (0 to {len(PANEL) - 1}, in the order of PANEL)",
+    )
     p.add_argument("--epochs", type=int, default=TrainingConfig().nepochs)
     # The recipe is the config defaults (defined once, in ptychopinn.config).
     model_d, train_d, exec_d = ModelConfig(), TrainingConfig(), ExecutionConfig()
@@ -152,12 +274,21 @@ def main() -> None:
     args = p.parse_args()
     warnings.filterwarnings("ignore")
     logging.basicConfig(level=logging.WARNING)
+    for chatty in ("lightning", "lightning.pytorch", "pytorch_lightning"):
+        logging.getLogger(chatty).setLevel(logging.ERROR)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    rows = [row for case in args.cases for row in run_case(case, args)]
-    keys = list(rows[0])
-    print(" | ".join(keys))
-    for row in rows:
-        print(" | ".join(str(row[k]) for k in keys))
+    if args.panel:
+        names = list(PANEL)
+        chosen = args.panel_cases if args.panel_cases is not None else range(len(names))
+        rows = []
+        for i in chosen:
+            case_rows = run_panel_case(i, names[i], args)
+            print_rows(case_rows, header=not rows)
+            rows += case_rows
+        print_summary(rows)
+    else:
+        rows = [row for case in args.cases for row in run_case(case, args)]
+        print_rows(rows)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"args": vars(args), "rows": rows}, fh, indent=2)

@@ -196,6 +196,22 @@ def test_lens_probe_far_field_is_a_pupil():
     assert ff[rho < 8].min() > 0.5 * ff.max()
 
 
+def test_zoneplate_probe_far_field_is_an_annulus():
+    n = 64
+    probe = make_probe(n, kind="zoneplate")
+    ff = far_field_intensity(probe.astype(np.complex128))
+    yy, xx = np.mgrid[:n, :n]
+    rho = np.hypot(yy - n // 2, xx - n // 2)
+    # the lens pupil (radius 16) with its centre stopped (0.45 of the radius, soft edge)
+    assert ff[rho > 22].sum() < 1e-6 * ff.sum()
+    assert ff[rho < 2].max() < 1e-6 * ff.max()
+    assert ff[(rho > 9) & (rho < 12)].min() > 0.5 * ff.max()
+    # a structured probe: its amplitude is not largest at the centre, unlike a lens spot
+    zone = np.abs(probe)
+    c = n // 2
+    assert zone[c - 1 : c + 1, c - 1 : c + 1].mean() < 0.8 * zone.max()
+
+
 def test_probe_errors():
     with pytest.raises(ConfigError, match="kind"):
         make_probe(32, kind="bessel")

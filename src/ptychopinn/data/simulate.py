@@ -81,7 +81,9 @@ SKIMAGE_IMAGES = (
 )
 """No-argument images of ``skimage.data`` that ship with scikit-image (no download)."""
 PATTERN_KINDS = SYNTHETIC_PATTERNS + SKIMAGE_IMAGES
-PROBE_KINDS = ("lens", "disk", "gaussian")
+PROBE_KINDS = ("lens", "zoneplate", "disk", "gaussian")
+#: Zone-plate probe: central stop radius as a fraction of the pupil radius (typical optics 0.3-0.5).
+ZONE_PLATE_STOP = 0.45
 #: Largest simulated object (pixels): 8192**2 complex128 work arrays are already 1 GiB.
 MAX_OBJECT_PIXELS = 8192 * 8192
 SCAN_KINDS = ("raster", "spiral", "random")
@@ -432,12 +434,15 @@ def _lens_probe(
     defocus: float | None,
     pupil_fraction: float,
     edge_width: float | None,
+    central_stop: float = 0.0,
 ) -> np.ndarray:
     """Defocused lens: circular pupil with quadratic (Fresnel) phase, back-propagated.
 
     A pupil of radius ``R`` frequency pixels with edge phase ``D`` radians focuses a
     geometric-optics spot of diameter ``2 n D / (pi R)`` px; ``defocus`` defaults to the
-    value giving ``diameter``.
+    value giving ``diameter``. ``central_stop`` > 0 blocks the pupil's centre (radius
+    ``central_stop * R``), as the central stop of a Fresnel zone plate does: the probe
+    becomes an annular, fringed spot whose far field is a bright ring.
     """
     if not 0.0 < pupil_fraction <= 1.0:
         raise ConfigError(f"pupil_fraction: expected a value in (0, 1], found {pupil_fraction}")
@@ -449,6 +454,9 @@ def _lens_probe(
     k = np.arange(n) - n // 2
     rho = np.hypot(k[:, None], k[None, :])
     pupil = _smooth_step((radius - rho) / max(edge_width, 1e-6) + 0.5)
+    if central_stop > 0:
+        stop = central_stop * radius
+        pupil = pupil * _smooth_step((rho - stop) / max(edge_width, 1e-6) + 0.5)
     pupil = pupil * np.exp(1j * defocus * (rho / radius) ** 2)
     # Half-pixel phase ramp so the probe centre is (n-1)/2, the patch centre of the contract.
     shift = (n - 1) / 2 - n // 2
@@ -471,13 +479,15 @@ def make_probe(
 
     Args:
         kind: ``"lens"`` (defocused circular pupil: ring-ish probe with a bright disk in
-            the far field), ``"disk"`` (soft-edged disk), ``"gaussian"``.
+            the far field), ``"zoneplate"`` (the same pupil with a central stop of
+            :data:`ZONE_PLATE_STOP` of its radius: a structured, fringed probe with a ring
+            in the far field), ``"disk"`` (soft-edged disk), ``"gaussian"``.
         diameter: px; geometric spot diameter (lens), disk diameter, or amplitude FWHM
             (gaussian). Default ``N / 3``.
-        defocus: lens only: pupil phase at the pupil edge (radians); default derived from
+        defocus: lens/zoneplate: pupil phase at the pupil edge (radians); default derived from
             ``diameter`` (when given, it sets the spot size and ``diameter`` is not used).
         curvature: disk/gaussian: quadratic phase (radians) at radius ``diameter / 2``.
-        pupil_fraction: lens only: pupil radius as a fraction of the Nyquist radius ``N/2``.
+        pupil_fraction: lens/zoneplate: pupil radius as a fraction of the Nyquist radius ``N/2``.
         edge_width: width of the soft edge: frequency px of the pupil for lens (default
             0.375 x pupil radius), real-space px for disk (default 2).
     """
@@ -487,8 +497,9 @@ def make_probe(
     d = n / 3 if diameter is None else float(diameter)
     if not 0 < d <= n:
         raise ConfigError(f"diameter: expected a value in (0, N={n}] px, found {diameter}")
-    if kind == "lens":
-        probe = _lens_probe(n, d, defocus, pupil_fraction, edge_width)
+    if kind in ("lens", "zoneplate"):
+        stop = ZONE_PLATE_STOP if kind == "zoneplate" else 0.0
+        probe = _lens_probe(n, d, defocus, pupil_fraction, edge_width, central_stop=stop)
     elif kind in ("disk", "gaussian"):
         r = _radius_grid(n)
         if kind == "disk":
