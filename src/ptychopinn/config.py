@@ -335,6 +335,10 @@ class ExecutionConfig:
     min_lr_ratio: float = 0.01
     gradient_clip_val: float | None = None
     logger: str = "csv"
+    #: MLflow tracking store for ``logger="mlflow"``; None: ``$MLFLOW_TRACKING_URI`` if set,
+    #: else a SQLite store ``mlflow.db`` (artifacts in ``mlartifacts/``) in the output dir.
+    mlflow_tracking_uri: str | None = None
+    mlflow_experiment: str = "ptychopinn"
     enable_checkpointing: bool = True
     checkpoint_save_top_k: int = 1
     early_stopping_patience: int | None = None

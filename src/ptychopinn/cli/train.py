@@ -88,7 +88,7 @@ def run_training(
 ) -> int:
     """Train, then write the archive, resolved config, loss curve and optional reconstruction."""
     from ptychopinn.plotting import save_loss_curve
-    from ptychopinn.workflows.execution import resolve_device
+    from ptychopinn.workflows.execution import log_run_outputs, resolve_device
     from ptychopinn.workflows.infer import reconstruct
     from ptychopinn.workflows.outputs import write_outputs
     from ptychopinn.workflows.train import check_resume, check_scan_sizes, train
@@ -133,6 +133,11 @@ def run_training(
             progress=True,
         )
         metrics = write_outputs(rec, test_data, out)
+    pictures = sorted(out.glob("*.png")) if do_stitching else [curve]
+    outputs = [archive, out / "resolved_config.yaml", *pictures]
+    if metrics:
+        outputs.append(out / "metrics.json")
+    log_run_outputs(result.trainer, outputs, metrics)
     return print_summary(summary, metrics)
 
 

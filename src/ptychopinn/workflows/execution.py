@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -83,11 +84,20 @@ class SaveOnInterrupt(cb.Callback):
         )
 
 
-def _make_logger(kind: str, output_dir: Path):
+def _make_loggers(execution: ExecutionConfig, output_dir: Path):
+    """Lightning loggers for ``execution.logger``; the CSV log is kept beside TensorBoard or
+    MLflow, since ``loss_curve.png`` and the metrics history of a resumed run are read from
+    it."""
+    kind = execution.logger
     if kind == "none":
         return False
+    csv = pl_loggers.CSVLogger(str(output_dir), name="logs", version="")
     if kind == "csv":
-        return pl_loggers.CSVLogger(str(output_dir), name="logs", version="")
+        return [csv]
+    return [csv, _tracking_logger(kind, execution, output_dir)]
+
+
+def _tracking_logger(kind: str, execution: ExecutionConfig, output_dir: Path):
     if kind == "tensorboard":
         if importlib.util.find_spec("tensorboard") is None and (
             importlib.util.find_spec("tensorboardX") is None
@@ -98,15 +108,62 @@ def _make_logger(kind: str, output_dir: Path):
             )
         return pl_loggers.TensorBoardLogger(str(output_dir), name="tensorboard", version="")
     if kind == "mlflow":
-        try:
-            import mlflow  # noqa: F401
-        except ImportError as exc:
-            raise ConfigError(
-                "logger 'mlflow' needs the optional extra: pip install 'ptychopinn[mlflow]'"
-            ) from exc
-        uri = (output_dir / "mlruns").resolve().as_uri()
-        return pl_loggers.MLFlowLogger(experiment_name="ptychopinn", tracking_uri=uri)
+        return _mlflow_logger(execution, output_dir)
     raise ConfigError(f"logger: expected csv, tensorboard, mlflow or none; found '{kind}'")
+
+
+def mlflow_store(execution: ExecutionConfig, output_dir: Path) -> tuple[str, str | None]:
+    """(tracking URI, artifact location) of an MLflow run.
+
+    The flag wins, then ``$MLFLOW_TRACKING_URI``; otherwise a SQLite store in the output
+    directory (MLflow 3 refuses its old file store), with artifacts beside it rather than in
+    MLflow's default ``./mlruns`` under whatever the current directory is.
+    """
+    uri = execution.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri, None
+    output_dir = Path(output_dir).resolve()
+    return f"sqlite:///{output_dir / 'mlflow.db'}", (output_dir / "mlartifacts").as_uri()
+
+
+def _mlflow_logger(execution: ExecutionConfig, output_dir: Path):
+    needed = ["mlflow"]
+    uri, artifacts = mlflow_store(execution, output_dir)
+    if uri.startswith("sqlite:"):
+        needed += ["sqlalchemy", "alembic"]  # mlflow-skinny alone cannot open a SQLite store
+    missing = [m for m in needed if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(
+            f"logger 'mlflow' needs the optional extra (missing: {', '.join(missing)}): "
+            "pip install 'ptychopinn[mlflow]'"
+        )
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration otherwise
+    return pl_loggers.MLFlowLogger(
+        experiment_name=execution.mlflow_experiment,
+        tracking_uri=uri,
+        artifact_location=artifacts,
+        log_model=False,  # the project's archive is logged instead (log_run_files)
+    )
+
+
+def log_run_outputs(
+    trainer: L.Trainer, paths: list[Path | str | None], metrics: dict | None = None
+) -> None:
+    """Attach files (archive, pictures, resolved config) and final scores (e.g. the SSIM of
+    the stitched test scan) to the run of an MLflow logger, after training.
+
+    Other loggers keep their files in the output directory already; nothing to do there.
+    """
+    for logger in trainer.loggers:
+        if not isinstance(logger, pl_loggers.MLFlowLogger):
+            continue
+        client, run = logger.experiment, logger.run_id
+        for path in paths:
+            if path is not None and Path(path).is_file():
+                client.log_artifact(run, str(path))
+        for key, value in (metrics or {}).items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                client.log_metric(run, f"test_{key}", float(value))
 
 
 def build_trainer(
@@ -162,7 +219,7 @@ def build_trainer(
         max_epochs=max_epochs,
         accumulate_grad_batches=execution.accumulate_grad_batches,
         gradient_clip_val=execution.gradient_clip_val,
-        logger=_make_logger(execution.logger, output_dir),
+        logger=_make_loggers(execution, output_dir),
         callbacks=callbacks,
         enable_checkpointing=execution.enable_checkpointing,
         enable_progress_bar=execution.enable_progress_bar,
