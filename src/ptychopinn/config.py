@@ -38,6 +38,10 @@ __all__ = [
     "ExecutionConfig",
     "CONFIG_CLASSES",
     "SECTIONS",
+    "SECTION_CLASSES",
+    "describe",
+    "option",
+    "resolve_config_path",
     "LEGACY_KEYS",
     "IGNORED_LEGACY_KEYS",
     "parse_bool",
@@ -157,6 +161,30 @@ def coerce_fields(obj: Any) -> None:
         setattr(obj, f.name, coerce_value(cls, f.name, getattr(obj, f.name)))
 
 
+def option(default: Any = dataclasses.MISSING, doc: str = "", *, factory=None, **meta) -> Any:
+    """A dataclass field with its one-line description (``--help``, commented YAML, docs).
+
+    ``meta`` adds CLI hints: ``nargs`` (several values) and ``default_text`` (how a
+    computed default reads).
+    """
+    if not doc:
+        raise ValueError("option: every config field needs a description")
+    kw: dict[str, Any] = {"metadata": {"doc": doc, **meta}}
+    if factory is not None:
+        kw["default_factory"] = factory
+    else:
+        kw["default"] = default
+    return field(**kw)
+
+
+def describe(cls: type, name: str) -> str:
+    """The one-line description of field ``name`` of a config class ('' if it has none)."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            return f.metadata.get("doc", "")
+    raise KeyError(f"{cls.__name__} has no field {name!r}")
+
+
 # --------------------------------------------------------------------------------------
 # Config classes
 # --------------------------------------------------------------------------------------
@@ -172,19 +200,41 @@ class ModelConfig:
     benchmarks and the quick start use them rather than copies.
     """
 
-    N: int = 64
-    gridsize: int = 2
-    n_filters_scale: int = 1
-    model_type: str = "pinn"
-    amp_activation: str = "sigmoid"
-    object_big: bool = True
-    probe_big: bool = True
-    probe_mask: bool = False
-    pad_object: bool = True
-    probe_scale: float = 4.0
-    gaussian_smoothing_sigma: float = 0.0
-    normalization: str = "batch"
-    global_mixing: bool = True
+    N: int = option(64, "diffraction pattern size in pixels (32, 64, 128 or 256)")
+    gridsize: int = option(
+        2, "groups of gridsize x gridsize neighbouring positions share one object (1: none)"
+    )
+    n_filters_scale: int = option(
+        1, "width of the network: channels x this (the original PtychoPINN used 2)"
+    )
+    model_type: str = option(
+        "pinn", "pinn: physics (Poisson) loss, no ground truth; supervised: true patches"
+    )
+    amp_activation: str = option(
+        "sigmoid", "output activation of the amplitude head (sigmoid, softplus, relu, ...)"
+    )
+    object_big: bool = option(
+        True, "merge a group's patches into one shared object before the forward model"
+    )
+    probe_big: bool = option(
+        True, "predict the whole N x N patch (false: the central N/2 region, zero-padded)"
+    )
+    probe_mask: bool = option(False, "multiply the probe by a circular mask of diameter N")
+    pad_object: bool = option(
+        True, "with probe_big false: zero-pad the predicted central region to N x N"
+    )
+    probe_scale: float = option(
+        4.0, "kept for configs of the original code; this engine does not use it"
+    )
+    gaussian_smoothing_sigma: float = option(
+        0.0, "Gaussian blur (px) of the probe in the forward model; 0: none"
+    )
+    normalization: str = option(
+        "batch", "normalisation layers of the network: batch, group or none"
+    )
+    global_mixing: bool = option(
+        True, "a global (all-to-all) mixing layer at the network's bottleneck"
+    )
 
     ALLOWED_N: ClassVar[tuple[int, ...]] = (32, 64, 128, 256)
     MODEL_TYPES: ClassVar[tuple[str, ...]] = ("pinn", "supervised")
@@ -225,31 +275,53 @@ class TrainingConfig:
     positions that fill a group, so every gridsize works without setting it.
     """
 
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig = option(doc="the network and physics model", factory=ModelConfig)
     #: One NPZ file, or several joined with ``os.pathsep`` (a list is joined on input):
     #: every file keeps its own probe and positions (:attr:`train_data_files`).
-    train_data_file: str | None = field(default=None, metadata={"nargs": "+"})
-    test_data_file: str | None = None
-    batch_size: int = 4
-    nepochs: int = 30
-    mae_weight: float = 0.0
-    nll_weight: float = 1.0
-    realspace_mae_weight: float = 0.0
-    realspace_weight: float = 0.0
-    nphotons: float = 1e9
-    n_groups: int | None = None
-    n_subsample: int | None = None
-    subsample_seed: int | None = None
-    neighbor_count: int | None = field(
-        default=None, metadata={"default_text": "max(4, gridsize**2)"}
+    train_data_file: str | None = option(
+        None, "training scan(s): NPZ file(s), each with its own probe and positions", nargs="+"
     )
-    positions_provided: bool = True
-    probe_trainable: bool = False
-    intensity_scale_trainable: bool = True
-    sequential_sampling: bool = False
-    output_dir: str = "training_outputs"
-    backend: str = "pytorch"
-    seed: int = 42
+    test_data_file: str | None = option(
+        None, "scan for validation and --do_stitching (NPZ; objectGuess scores it)"
+    )
+    batch_size: int = option(4, "groups per optimiser step")
+    nepochs: int = option(30, "training epochs (passes over all groups)")
+    mae_weight: float = option(0.0, "weight of the amplitude MAE loss (Gaussian-noise data)")
+    nll_weight: float = option(1.0, "weight of the Poisson negative log-likelihood loss")
+    realspace_mae_weight: float = option(
+        0.0, "weight of an MAE against true patches (needs labels in the training file)"
+    )
+    realspace_weight: float = option(
+        0.0, "weight of an MSE against true patches (needs labels in the training file)"
+    )
+    nphotons: float = option(
+        1e9, "kept for configs of the original code; the dose is read from the data"
+    )
+    n_groups: int | None = option(None, "train on this many groups per scan; none: all")
+    n_subsample: int | None = option(
+        None, "first draw this many scan positions at random; none: all"
+    )
+    subsample_seed: int | None = option(
+        None, "seed of the n_subsample draw; none: a fresh random draw"
+    )
+    neighbor_count: int | None = option(
+        None,
+        "nearest positions a group is drawn from",
+        default_text="max(4, gridsize**2)",
+    )
+    positions_provided: bool = option(
+        True, "kept for configs of the original code; positions always come from the data"
+    )
+    probe_trainable: bool = option(False, "learn a correction of the probe during training")
+    intensity_scale_trainable: bool = option(
+        True, "learn the intensity scale (started from the data's mean counts)"
+    )
+    sequential_sampling: bool = option(
+        False, "with n_groups: the first positions anchor the groups, not a random subset"
+    )
+    output_dir: str = option("training_outputs", "where the archive, logs and pictures go")
+    backend: str = option("pytorch", "pytorch (tensorflow is not available yet)")
+    seed: int = option(42, "seed of weights, grouping and shuffling (same seed, same run)")
 
     def __post_init__(self) -> None:
         if isinstance(self.train_data_file, list | tuple):
@@ -300,15 +372,17 @@ def split_paths(text: str | None) -> list[str]:
 class InferenceConfig:
     """Which trained model to apply to which data; ``n_groups=None`` means all positions."""
 
-    model: ModelConfig = field(default_factory=ModelConfig)
-    model_path: str | None = None
-    test_data_file: str | None = None
-    n_groups: int | None = None
-    n_subsample: int | None = None
-    subsample_seed: int | None = None
-    output_dir: str = "inference_outputs"
-    backend: str = "pytorch"
-    debug: bool = False
+    model: ModelConfig = option(doc="the network and physics model", factory=ModelConfig)
+    model_path: str | None = option(None, "trained model: its directory or wts.h5.zip")
+    test_data_file: str | None = option(None, "scan to reconstruct (NPZ)")
+    n_groups: int | None = option(None, "reconstruct this many positions; none: all")
+    n_subsample: int | None = option(
+        None, "first draw this many scan positions at random; none: all"
+    )
+    subsample_seed: int | None = option(None, "seed of the n_subsample draw")
+    output_dir: str = option("inference_outputs", "where the reconstruction and pictures go")
+    backend: str = option("pytorch", "pytorch (tensorflow is not available yet)")
+    debug: bool = option(False, "kept for configs of the original code; not used")
 
     def __post_init__(self) -> None:
         coerce_fields(self)
@@ -319,31 +393,38 @@ class InferenceConfig:
 class ExecutionConfig:
     """How torch/Lightning runs (hardware, precision, logging), not what it computes."""
 
-    accelerator: str = "auto"
-    devices: int = 1
-    strategy: str = "auto"
-    precision: str = "32-true"
-    deterministic: bool = False
-    num_workers: int = 0
-    accumulate_grad_batches: int = 1
-    learning_rate: float = 1e-3
-    scheduler: str = "cosine"
-    #: Linear learning-rate warm-up in epochs; None: automatic (100 optimiser steps, at most
-    #: a tenth of the run), 0: none. Keeps wide networks at large batches from collapsing.
-    warmup_epochs: float | None = None
-    #: Where the cosine schedule ends, as a fraction of ``learning_rate``.
-    min_lr_ratio: float = 0.01
-    gradient_clip_val: float | None = None
-    logger: str = "csv"
-    #: MLflow tracking store for ``logger="mlflow"``; None: ``$MLFLOW_TRACKING_URI`` if set,
-    #: else a SQLite store ``mlflow.db`` (artifacts in ``mlartifacts/``) in the output dir.
-    mlflow_tracking_uri: str | None = None
-    mlflow_experiment: str = "ptychopinn"
-    enable_checkpointing: bool = True
-    checkpoint_save_top_k: int = 1
-    early_stopping_patience: int | None = None
-    inference_batch_size: int = 64
-    enable_progress_bar: bool = True
+    accelerator: str = option("auto", "auto, cpu, cuda (gpu) or mps")
+    devices: int = option(1, "devices to train on (more than 1: DDP)")
+    strategy: str = option("auto", "Lightning strategy: auto, ddp, ddp_spawn, ...")
+    precision: str = option("32-true", "32-true, 16-mixed, bf16-mixed or 64-true")
+    deterministic: bool = option(False, "deterministic torch kernels (slower)")
+    num_workers: int = option(0, "data-loader worker processes (0: in the main process)")
+    accumulate_grad_batches: int = option(1, "batches whose gradients make one step")
+    learning_rate: float = option(1e-3, "Adam learning rate (peak of the schedule)")
+    scheduler: str = option(
+        "cosine", "learning-rate decay: cosine, none, step, exponential, plateau"
+    )
+    #: Keeps wide networks at large batches from collapsing.
+    warmup_epochs: float | None = option(
+        None,
+        "linear learning-rate warm-up in epochs; none: 100 steps, at most a tenth of the run",
+        default_text="none (automatic)",
+    )
+    min_lr_ratio: float = option(0.01, "where the cosine decay ends, as a fraction of the rate")
+    gradient_clip_val: float | None = option(None, "clip gradient norms to this; none: off")
+    logger: str = option("csv", "csv, tensorboard, mlflow (each keeps logs/metrics.csv) or none")
+    mlflow_tracking_uri: str | None = option(
+        None,
+        "MLflow store; none: $MLFLOW_TRACKING_URI, else sqlite <output_dir>/mlflow.db",
+    )
+    mlflow_experiment: str = option("ptychopinn", "MLflow experiment name")
+    enable_checkpointing: bool = option(True, "write best and last checkpoints (resumable)")
+    checkpoint_save_top_k: int = option(1, "best checkpoints kept (-1: all)")
+    early_stopping_patience: int | None = option(
+        None, "stop after this many epochs without improvement; none: never"
+    )
+    inference_batch_size: int = option(64, "patterns per forward pass when reconstructing")
+    enable_progress_bar: bool = option(True, "progress bar on a terminal")
 
     ACCELERATORS: ClassVar[tuple[str, ...]] = ("auto", "cpu", "cuda", "gpu", "mps")
     STRATEGIES: ClassVar[tuple[str, ...]] = (
@@ -382,6 +463,10 @@ class ExecutionConfig:
 
 CONFIG_CLASSES: tuple[type, ...] = (ModelConfig, TrainingConfig, InferenceConfig, ExecutionConfig)
 _SECTION_CLASS: dict[str, type] = dict(zip(SECTIONS, CONFIG_CLASSES, strict=True))
+#: The config class of each YAML section (model, training, inference, execution).
+SECTION_CLASSES: Mapping[str, type] = types.MappingProxyType(_SECTION_CLASS)
+#: Recipe templates shipped with the package; ``--config NAME`` finds ``NAME.yaml`` here.
+RECIPE_DIR = Path(__file__).with_name("recipes")
 
 
 # --------------------------------------------------------------------------------------
@@ -720,6 +805,16 @@ def _all_known_keys() -> set[str]:
     return known
 
 
+def resolve_config_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` itself, or the shipped recipe of that name (``cpu_quick`` ->
+    ``ptychopinn/recipes/cpu_quick.yaml``) when no such file exists."""
+    path = Path(path)
+    recipe = RECIPE_DIR / f"{path}.yaml"
+    if not path.exists() and path.name == str(path) and recipe.is_file():
+        return recipe
+    return path
+
+
 def load_config_file(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     """Split a YAML config into ``model``/``training``/``inference``/``execution`` sections.
 
@@ -728,6 +823,7 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     given inside ``training:``/``inference:`` stay there under ``model`` so that they apply
     to that run only. Unknown keys are errors.
     """
+    path = resolve_config_path(path)
     source = str(path)
     raw = load_yaml(path)
     out: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}

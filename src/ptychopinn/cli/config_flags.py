@@ -17,6 +17,12 @@ def add_bool_flag(parser, name: str, default: bool, help: str | None = None) -> 
     )
 
 
+def _help(f, default) -> str:
+    """The field's description and its default, for ``--help`` (argparse escapes ``%``)."""
+    doc = f.metadata.get("doc", "").replace("%", "%%")
+    return f"{doc} (default: {default})" if doc else f"(default: {default})"
+
+
 def add_config_flags(parser: argparse.ArgumentParser, cls: type, *, skip=()) -> list[str]:
     """``--<field>`` for each dataclass field; values stay strings, the config coerces them."""
     names = []
@@ -32,7 +38,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, *, skip=()) -> 
             default=None,
             metavar="VALUE",
             nargs=nargs,
-            help=f"(default: {default})" + ("; several values allowed" if nargs else ""),
+            help=_help(f, default) + ("; several values allowed" if nargs else ""),
         )
         names.append(f.name)
     return names
@@ -49,7 +55,7 @@ def add_execution_flags(parser: argparse.ArgumentParser, only: tuple[str, ...] |
             dest=f"torch_{f.name}",
             default=None,
             metavar="VALUE",
-            help=f"(default: {f.default})",
+            help=_help(f, f.metadata.get("default_text", f.default)),
         )
 
 

@@ -22,10 +22,15 @@ from ptychopinn.config import (
     config_sections,
     load_execution_config,
     load_training_config,
-    save_yaml,
 )
 from ptychopinn.data.npz import load_npz
 from ptychopinn.errors import ConfigError
+from ptychopinn.options import commented_yaml, recipes, save_config_yaml
+
+CONFIG_HEADER = (
+    "PtychoPINN training config: ptycho_train --config THIS_FILE (flags override it).\n"
+    "Each key's comment says what it does; docs/options.md lists them all."
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +40,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a PtychoPINN model. Precedence: command line > --config YAML > "
         "defaults. Boolean values accept true/false.",
     )
-    p.add_argument("--config", default=None, help="YAML config (flat or with sections)")
+    p.add_argument(
+        "--config",
+        default=None,
+        help="YAML config (flat or with sections), or a shipped recipe: " + ", ".join(recipes()),
+    )
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config (defaults < --config < flags) as commented YAML "
+        "and exit; redirect it to a file to start your own",
+    )
     add_bool_flag(
         p,
         "do_stitching",
@@ -66,6 +81,9 @@ def _main(argv=None) -> int:
     training = load_training_config(args.config, overrides)
     execution = load_execution_config(args.config, execution_overrides(args))
     check_backend(training.backend)
+    if args.print_config:
+        print(commented_yaml(config_sections(training, execution), CONFIG_HEADER), end="")
+        return 0
     if not training.train_data_file:
         raise ConfigError(
             "train_data_file: expected a path to an NPZ file, or several (--train_data_file "
@@ -102,7 +120,9 @@ def run_training(
     check_scan_sizes(training, train_data, test_data)
     if resume_from:
         check_resume(resume_from, training.nepochs)
-    save_yaml(config_sections(training, execution), out / "resolved_config.yaml")
+    save_config_yaml(
+        config_sections(training, execution), out / "resolved_config.yaml", CONFIG_HEADER
+    )
     result = train(
         train_data,
         training,
