@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from ptychopinn.config import check_range, coerce_fields
 from ptychopinn.data.grouping import group_positions
@@ -23,6 +22,7 @@ from ptychopinn.data.groups_dataset import GroupDataset
 from ptychopinn.data.types import PtychoData
 from ptychopinn.model.lightning_module import poisson_deviance
 from ptychopinn.model.pinn import PtychoPINN
+from ptychopinn.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def finetune_model(
     losses: list[float] = []
     seconds = 0.0
     stopped = False
-    bar = tqdm(range(settings.epochs), desc="fine-tuning", unit="epoch", disable=not progress)
+    bar = Progress(range(settings.epochs), desc="fine-tuning", unit="epoch", enabled=progress)
     try:
         for epoch in bar:
             start = time.perf_counter()

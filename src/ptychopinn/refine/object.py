@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from ptychopinn.config import check_choice, check_range, coerce_fields
 from ptychopinn.errors import DataValidationError
 from ptychopinn.physics.forward import far_field
 from ptychopinn.physics.shifts import fourier_shift
+from ptychopinn.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ def refine_object(
     result = RefineResult(object=obj, probe=probe)
     solve_s = 0.0
     epochs = range(settings.epochs)
-    bar = tqdm(epochs, desc="refining", unit="epoch", disable=not progress)
+    bar = Progress(epochs, desc="refining", unit="epoch", enabled=progress)
     try:
         for epoch in bar:
             start = time.perf_counter()

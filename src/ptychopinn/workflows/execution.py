@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import time
 import warnings
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from lightning.pytorch import loggers as pl_loggers
 
 from ptychopinn.config import ExecutionConfig
 from ptychopinn.errors import ConfigError
+from ptychopinn.progress import duration, on_terminal
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,41 @@ class SaveOnInterrupt(cb.Callback):
             "training stopped (%s): resumable checkpoint written to %s",
             type(exc).__name__,
             self.path,
+        )
+
+
+class EpochLog(L.Callback):
+    """One INFO line per training epoch (losses, seconds per epoch, time left): the progress
+    of a run whose bar is off or would go to a log file."""
+
+    def __init__(self, logger: logging.Logger = log) -> None:
+        self.logger = logger
+        self._start: float | None = None
+        self._first_epoch = 0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+        self._first_epoch = trainer.current_epoch  # a resumed run starts later
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_rank != 0 or self._start is None or trainer.sanity_checking:
+            return
+        epoch = trainer.current_epoch + 1
+        done = epoch - self._first_epoch
+        per_epoch = (time.perf_counter() - self._start) / max(done, 1)
+        left = per_epoch * max(trainer.max_epochs - epoch, 0)
+        losses = "".join(
+            f", {name} {float(value):.4g}"
+            for name, value in trainer.callback_metrics.items()
+            if name.endswith(("loss_epoch", "val_loss"))
+        )
+        self.logger.info(
+            "epoch %d/%d%s, %s per epoch, %s left",
+            epoch,
+            trainer.max_epochs,
+            losses,
+            duration(per_epoch),
+            duration(left),
         )
 
 
@@ -204,6 +241,12 @@ def build_trainer(
             )
         )
         callbacks.append(SaveOnInterrupt(ckpt_dir))
+    if execution.logger != "none":  # the schedule, in metrics.csv and the loss curve
+        callbacks.append(cb.LearningRateMonitor(logging_interval="epoch"))
+    # The bar on a terminal; elsewhere (log files, Ptychodus) one line per epoch instead.
+    show_bar = execution.enable_progress_bar and on_terminal()
+    if not show_bar:
+        callbacks.append(EpochLog())
     if execution.early_stopping_patience is not None:
         callbacks.append(
             cb.EarlyStopping(
@@ -222,7 +265,7 @@ def build_trainer(
         logger=_make_loggers(execution, output_dir),
         callbacks=callbacks,
         enable_checkpointing=execution.enable_checkpointing,
-        enable_progress_bar=execution.enable_progress_bar,
+        enable_progress_bar=show_bar,
         enable_model_summary=False,
         default_root_dir=str(output_dir),
         log_every_n_steps=10,

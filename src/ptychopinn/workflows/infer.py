@@ -20,13 +20,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ptychopinn.data.grouping import group_all_positions
 from ptychopinn.data.types import PtychoData
 from ptychopinn.errors import ConfigError, DataValidationError
 from ptychopinn.model.pinn import PtychoPINN, mean_pattern_energy
 from ptychopinn.physics.patches import PatchAccumulator
+from ptychopinn.progress import Progress
 
 log = logging.getLogger(__name__)
 #: Dose ratio (scan / training, either way) beyond which inference warns.
@@ -206,7 +206,7 @@ def reconstruct(
 
     starts = range(0, groups.G, batch_size)
     with channels_last(model.generator, channels_last_format):
-        for start in tqdm(starts, desc="reconstructing", unit="batch", disable=not progress):
+        for start in Progress(starts, desc="reconstructing", unit="batch", enabled=progress):
             stop = min(start + batch_size, groups.G)
             x = _gather(data.diffraction, groups.indices[start:stop]).to(device, non_blocking=True)
             if dose != 1.0:

@@ -87,7 +87,10 @@ def write_outputs(
     """
     out, names = Path(output_dir), OutputNames(suffix)
     out.mkdir(parents=True, exist_ok=True)
-    save_object_pictures(rec.object, out, stem=names.picture_stem)
+    illuminated = scanned_region_mask(
+        rec.xcoords, rec.ycoords, data.N, rec.object.shape[-2:], margin=0
+    )
+    save_object_pictures(rec.object, out, stem=names.picture_stem, mask=illuminated)
     save_reconstruction_npz(rec, out / names.npz)
     if data.object is None:  # an earlier scan's metrics must not pass for this one's
         remove_outputs(out, suffix=suffix, only_metrics=True)
