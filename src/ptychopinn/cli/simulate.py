@@ -14,6 +14,7 @@ from ptychopinn.config import parse_bool
 from ptychopinn.data.npz import save_npz
 from ptychopinn.data.simulate import SimulationConfig, simulate_dataset
 from ptychopinn.errors import ConfigError
+from ptychopinn.progress import Progress
 
 #: Most scans one ``--n_objects`` corpus may hold.
 MAX_OBJECTS = 10_000
@@ -108,7 +109,10 @@ def _main(argv=None) -> int:
         raise ConfigError(str(exc)) from exc
     paths = corpus_paths(args.output, args.n_objects)
     base_seed = cfg.object_seed if cfg.object_seed is not None else cfg.seed
-    for k, path in enumerate(paths):
+    corpus = Progress(
+        list(enumerate(paths)), desc="simulating", unit="scan", enabled=len(paths) > 1
+    )
+    for k, path in corpus:
         if args.n_objects > 1:
             cfg = dataclasses.replace(cfg, object_seed=base_seed + k)
         data = simulate_dataset(cfg)
