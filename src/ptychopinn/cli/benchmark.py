@@ -158,15 +158,15 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def load_scans(args: argparse.Namespace) -> tuple[PtychoData, PtychoData | None]:
     """(scan to reconstruct, scan to train on or None when a model is given)."""
-    from ptychopinn.data.npz import load_npz
+    from ptychopinn.data.ptychodus_files import load_scan
     from ptychopinn.data.simulate import simulate_dataset
 
     if args.data:
-        test = load_npz(args.data)
+        test = load_scan(args.data)
         if args.model_path:
             return test, None
         if args.train_data:
-            return test, load_npz(args.train_data)
+            return test, load_scan(args.train_data)
         log.info("no --train_data or --model_path: the PINN trains on %s itself", args.data)
         return test, test
     sim = dict(N=args.N, object_size=args.object_size, step=args.step, nphotons=args.nphotons)
@@ -174,7 +174,7 @@ def load_scans(args: argparse.Namespace) -> tuple[PtychoData, PtychoData | None]
     if args.model_path:
         return test, None
     train = (
-        load_npz(args.train_data) if args.train_data else simulate_dataset(seed=args.seed, **sim)
+        load_scan(args.train_data) if args.train_data else simulate_dataset(seed=args.seed, **sim)
     )
     return test, train
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
@@ -25,7 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model_path", required=True, help="directory holding wts.h5.zip, or the archive itself"
     )
-    p.add_argument("--test_data", required=True, help="NPZ file to reconstruct")
+    p.add_argument(
+        "--test_data",
+        required=True,
+        help="scan to reconstruct: NPZ, Ptychodus product.h5 (diffraction.h5 beside it) or CXI",
+    )
     p.add_argument("--output_dir", default="inference_outputs")
     p.add_argument(
         "--n_images", type=int, default=None, help="reconstruct only the first n scan positions"
@@ -106,7 +112,7 @@ def _main(argv=None) -> int:
     check_backend(args.backend)
     _check_subset_flags(args)
     from ptychopinn.bundle import load_model
-    from ptychopinn.data.npz import load_npz
+    from ptychopinn.data.ptychodus_files import load_scan
     from ptychopinn.refine import parse_refine_spec
     from ptychopinn.workflows.execution import resolve_device
     from ptychopinn.workflows.lock import output_dir_lock
@@ -117,7 +123,7 @@ def _main(argv=None) -> int:
     execution = from_dict(ExecutionConfig, execution_overrides(args), source="command line")
     device = resolve_device(execution.accelerator)
     loaded = load_model(args.model_path, device=device)
-    data = load_npz(args.test_data)
+    data = load_scan(args.test_data)
     if args.n_images is not None:
         data = data.subset(np.arange(min(max(1, args.n_images), data.n_positions)))
     data = subsample(data, args.n_subsample, args.subsample_seed)
@@ -136,14 +142,18 @@ def _reconstruct_and_write(args, loaded, data, device, execution, spec, object_s
     )
     seconds = time.perf_counter() - start
     metrics = write_outputs(rec, data, args.output_dir, comparison_plot=args.comparison_plot)
+    product = _write_product(rec, data, args.output_dir)
     summary = {
         "output_dir": args.output_dir,
         "positions": data.n_positions,
         "seconds": round(seconds, 3),
         "patterns_per_s": round(data.n_positions / seconds, 1),
     }
+    if product:
+        summary["ptychodus_product"] = str(product)
     if spec is None:  # a refined result of an earlier run would pass for this scan's
         remove_outputs(args.output_dir, suffix="_refined")
+        (Path(args.output_dir) / product_name("_refined")).unlink(missing_ok=True)
     else:
         refined = refine_reconstruction(
             loaded.model,
@@ -162,6 +172,7 @@ def _reconstruct_and_write(args, loaded, data, device, execution, spec, object_s
             comparison_plot=args.comparison_plot,
             suffix="_refined",
         )
+        _write_product(refined_rec, data, args.output_dir, suffix="_refined")
         summary["refine"] = {
             "method": refined.method,
             "epochs": refined.epochs,
@@ -173,6 +184,26 @@ def _reconstruct_and_write(args, loaded, data, device, execution, spec, object_s
         if refined_metrics:
             summary["refine"]["metrics"] = rounded(refined_metrics)
     return print_summary(summary, metrics)
+
+
+def product_name(suffix: str = "") -> str:
+    """The Ptychodus product written next to ``reconstruction{suffix}.npz``."""
+    return f"reconstruction{suffix}_product.h5"
+
+
+def _write_product(rec, data, output_dir, suffix: str = "") -> Path | None:
+    """The object as a Ptychodus product (opens in Ptychodus, refinable there)."""
+    from ptychopinn.data.ptychodus_files import ptychodus_available, save_product
+
+    path = Path(output_dir) / product_name(suffix)
+    if not ptychodus_available():
+        path.unlink(missing_ok=True)  # an earlier run's would pass for this one's
+        logging.getLogger(__name__).info(
+            "%s not written: Ptychodus is not installed (pip install 'ptychopinn[ptychodus]')",
+            path.name,
+        )
+        return None
+    return save_product(path, rec, data)
 
 
 def main(argv=None) -> int:

@@ -1,4 +1,5 @@
-"""``ptycho_train``: train a model from NPZ data; writes ``wts.h5.zip`` and logs."""
+"""``ptycho_train``: train a model from NPZ, Ptychodus product or CXI data; writes
+``wts.h5.zip`` and logs."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from ptychopinn.config import (
     load_execution_config,
     load_training_config,
 )
-from ptychopinn.data.npz import load_npz
+from ptychopinn.data.ptychodus_files import load_scan
 from ptychopinn.errors import ConfigError
 from ptychopinn.options import commented_yaml, recipes, save_config_yaml
 
@@ -114,8 +115,8 @@ def run_training(
     out = Path(training.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = training.train_data_files
-    train_data = [load_npz(f) for f in files] if len(files) > 1 else load_npz(files[0])
-    test_data = load_npz(training.test_data_file) if training.test_data_file else None
+    train_data = [load_scan(f) for f in files] if len(files) > 1 else load_scan(files[0])
+    test_data = load_scan(training.test_data_file) if training.test_data_file else None
     # Before anything in the output directory is rewritten:
     check_scan_sizes(training, train_data, test_data)
     if resume_from:
