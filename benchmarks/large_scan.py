@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import nn
 
 from ptychopinn.benchmarking.runtime import quiet_benchmark_process

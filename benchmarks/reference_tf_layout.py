@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 
-def build(N: int, channels: int, s: int):  # noqa: N803
+def build(N: int, channels: int, s: int):
     import tensorflow as tf
     from tensorflow.keras import layers
 

@@ -258,7 +258,7 @@ def test_core_warnings_reach_the_log(caplog):
 
 def test_cuda_request_without_gpu_falls_back_to_cpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.warns(UserWarning, match="CUDA is not available"):
+    with pytest.warns(RuntimeWarning, match="CUDA is not available"):
         assert resolve_device("cuda") == "cpu"
     assert resolve_device("cpu") == "cpu"
 
@@ -385,7 +385,7 @@ def test_inference_bundle_layouts(tmp_path, tiny_model):
     stray = tmp_path / "stray"
     stray.mkdir()
     (stray / "notes.txt").write_text("no model here")
-    with pytest.raises(ArchiveError, match="expected a model bundle"):
+    with pytest.raises(ArchiveError, match="expected a model archive"):
         load_inference_bundle(stray, device="cpu")
 
 

@@ -29,19 +29,19 @@ pytest.importorskip(
     "ptychodus", reason="ptychodus is not installed (pip install 'ptychopinn[ptychodus]')"
 )
 
-from ptychodus.api.assemble import AssembledDiffractionData  # noqa: E402
-from ptychodus.api.geometry import PixelGeometry  # noqa: E402
-from ptychodus.api.io import (  # noqa: E402
+from ptychodus.api.assemble import AssembledDiffractionData
+from ptychodus.api.geometry import PixelGeometry
+from ptychodus.api.io import (
     load_product,
     save_diffraction_data,
     save_product,
     save_ptychopinn_training_data,
 )
-from ptychodus.api.object import Object, ObjectCenter  # noqa: E402
-from ptychodus.api.probe import ProbeSequence  # noqa: E402
-from ptychodus.api.probe_positions import ProbePosition, ProbePositionSequence  # noqa: E402
-from ptychodus.api.product import Product, ProductMetadata  # noqa: E402
-from ptychodus.api.reconstruct import ReconstructInput  # noqa: E402
+from ptychodus.api.object import Object, ObjectCenter
+from ptychodus.api.probe import ProbeSequence
+from ptychodus.api.probe_positions import ProbePosition, ProbePositionSequence
+from ptychodus.api.product import Product, ProductMetadata
+from ptychodus.api.reconstruct import ReconstructInput
 
 pytestmark = pytest.mark.ptychodus
 

@@ -52,7 +52,7 @@ def dominant_probe_mode(probe: np.ndarray, source: str = "probeGuess") -> np.nda
     return arr[0]
 
 
-def scan_canvas_shape(xcoords: np.ndarray, ycoords: np.ndarray, N: int) -> tuple[int, int]:  # noqa: N803
+def scan_canvas_shape(xcoords: np.ndarray, ycoords: np.ndarray, N: int) -> tuple[int, int]:
     """(H, W) of a canvas whose centre is the centre of the scan's bounding box.
 
     Ptychodus sizes an object to the scan's bounding box plus the probe and centres it there,

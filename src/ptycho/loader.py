@@ -64,11 +64,11 @@ class PtychoDataContainer:
         return self.local_offsets
 
     @property
-    def Y_I(self) -> np.ndarray | None:  # noqa: N802 - legacy name
+    def Y_I(self) -> np.ndarray | None:
         return None if self.Y is None else np.abs(self.Y)
 
     @property
-    def Y_phi(self) -> np.ndarray | None:  # noqa: N802 - legacy name
+    def Y_phi(self) -> np.ndarray | None:
         return None if self.Y is None else np.angle(self.Y)
 
     def __len__(self) -> int:
@@ -77,7 +77,7 @@ class PtychoDataContainer:
 
 def load(
     cb: Callable[[], dict[str, Any]],
-    probeGuess: Any,  # noqa: N803 - legacy argument name
+    probeGuess: Any,
     which: str | None = None,
     create_split: bool = False,
 ) -> PtychoDataContainer:

@@ -62,7 +62,7 @@ class InferenceModel:
         self.supervised = supervised
 
     @property
-    def N(self) -> int:  # noqa: N802 - the project's name for the patch size
+    def N(self) -> int:
         return int(self.model.config.N)
 
     @property

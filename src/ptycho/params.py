@@ -25,7 +25,7 @@ def get(key: str) -> Any:
         ) from None
 
 
-def set(key: str, value: Any) -> None:  # noqa: A001 - the legacy name
+def set(key: str, value: Any) -> None:
     """Set ``cfg[key] = value``."""
     cfg[key] = value
 

@@ -13,7 +13,7 @@ from ptychopinn.errors import DataValidationError
 __all__ = ["set_probe_guess", "get_probe"]
 
 
-def set_probe_guess(X_train: Any = None, probe_guess: Any = None) -> np.ndarray:  # noqa: N803
+def set_probe_guess(X_train: Any = None, probe_guess: Any = None) -> np.ndarray:
     """Record the probe for legacy callers and return it as (N, N) complex64.
 
     ``X_train`` is accepted for compatibility and unused: the probe is never estimated from

@@ -44,9 +44,9 @@ class RawData:
         xcoords: Any,
         ycoords: Any,
         diff3d: Any,
-        probeGuess: Any,  # noqa: N803 - legacy argument names
+        probeGuess: Any,
         scan_index: Any,
-        objectGuess: Any = None,  # noqa: N803
+        objectGuess: Any = None,
         *,
         diffraction_kind: str = "auto",
     ) -> RawData:
@@ -104,12 +104,12 @@ class RawData:
         return self.data.ycoords_start
 
     @property
-    def probeGuess(self) -> np.ndarray:  # noqa: N802 - legacy name
+    def probeGuess(self) -> np.ndarray:
         """(N, N) complex64 probe."""
         return self.data.probe
 
     @property
-    def objectGuess(self) -> np.ndarray | None:  # noqa: N802 - legacy name
+    def objectGuess(self) -> np.ndarray | None:
         return self.data.object
 
     @property
@@ -117,7 +117,7 @@ class RawData:
         return self.data.scan_index
 
     @property
-    def Y(self) -> np.ndarray | None:  # noqa: N802 - legacy name
+    def Y(self) -> np.ndarray | None:
         return self.data.labels
 
     def __len__(self) -> int:
@@ -161,8 +161,8 @@ class RawData:
 
     def generate_grouped_data(
         self,
-        N: int,  # noqa: N803 - legacy argument names
-        K: int = 4,  # noqa: N803
+        N: int,
+        K: int = 4,
         nsamples: int = 1,
         dataset_path: str | None = None,
         seed: int | None = None,

@@ -70,7 +70,7 @@ def _window(n: int, m: int | None) -> torch.Tensor:
 def reassemble_position(
     obj_tensor: Any,
     global_offsets: Any,
-    M: int | None = 10,  # noqa: N803 - legacy argument name
+    M: int | None = 10,
     *,
     canvas_shape: tuple[int, int] | None = None,
 ) -> np.ndarray:

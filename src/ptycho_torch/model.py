@@ -44,7 +44,7 @@ def _configs(model_config: Any, data_config: Any, training_config: Any, inferenc
     )
 
 
-class PtychoPINN_Lightning(PINNLightningModule):  # noqa: N801 - the name Ptychodus imports
+class PtychoPINN_Lightning(PINNLightningModule):
     """The PtychoPINN Lightning module configured by ``ptycho_torch`` configs.
 
     ``probe`` and ``intensity_scale`` come from the training data (see :meth:`from_data`);

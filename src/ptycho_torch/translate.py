@@ -226,23 +226,14 @@ def core_training_config(
 
 
 def resolve_device(name: str) -> str:
-    """An available device for ``name`` ('cuda' without a GPU -> 'cpu', with a warning)."""
-    import torch
+    """An available device for ``name`` ('cuda' without a GPU -> 'cpu', with a warning);
+    names the engine does not know (Ptychodus sends free text) mean the CPU."""
+    from ptychopinn.workflows.execution import resolve_device as engine_device
 
     base = name.split(":")[0].lower()
-    if base in ("cuda", "gpu", "auto"):
-        if torch.cuda.is_available():
-            return name if name.startswith("cuda:") else "cuda"
-        if base != "auto":
-            warn(f"device '{name}' requested but CUDA is not available: using the CPU")
+    if base not in ("auto", "cpu", "cuda", "gpu", "mps"):
         return "cpu"
-    if base == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return "mps"
-        warn("device 'mps' requested but not available: using the CPU")
-        return "cpu"
-    return "cpu"
+    return str(engine_device(name.lower()))
 
 
 def core_execution_config(

@@ -1,4 +1,4 @@
-"""The model archive ``wts.h5.zip`` (DESIGN section 5).
+"""The model archive ``wts.h5.zip`` (format: README, "Command line", and docs/ptychodus.md).
 
 A zip holding ``manifest.json`` (format, version, backend, model names, the intensity scale,
 a SHA-256 per member), ``configs.json`` and ``weights.pt`` (a plain tensor state dict).
@@ -13,8 +13,10 @@ import io
 import json
 import math
 import os
+import tempfile
 import zipfile
 import zlib
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -109,19 +111,41 @@ def save_model(
     return atomic_write(output_dir / ARCHIVE_NAME, write)
 
 
-def find_archive(path: str | os.PathLike) -> Path:
-    """The archive for a directory (``<dir>/wts.h5.zip``) or a direct file path."""
+#: The members of an archive, as a directory holding them unpacked has them.
+ARCHIVE_MEMBERS = ("manifest.json", *_MEMBERS)
+
+
+def find_archive(path: str | os.PathLike, stack: ExitStack | None = None) -> Path:
+    """The archive of a file path or a model directory.
+
+    A directory may hold ``wts.h5.zip`` itself, in exactly one sub-directory, or its members
+    unpacked (what Ptychodus leaves when its ``model.zip`` is a copy of the archive); the
+    last are zipped into a temporary archive that lives as long as ``stack`` (without a
+    stack that layout is refused).
+    """
     path = Path(path)
-    if path.is_dir():
-        candidate = path / ARCHIVE_NAME
-        if not candidate.is_file():
-            raise ArchiveError(
-                f"{path}: expected a model archive '{ARCHIVE_NAME}' in this directory, found none"
-            )
-        return candidate
-    if not path.is_file():
+    if path.is_file():
+        return path
+    if not path.is_dir():
         raise ArchiveError(f"{path}: model archive not found")
-    return path
+    direct = path / ARCHIVE_NAME
+    if direct.is_file():
+        return direct
+    if stack is not None and all((path / m).is_file() for m in ARCHIVE_MEMBERS):
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ptycho-bundle-")))
+        archive = tmp / ARCHIVE_NAME
+        with zipfile.ZipFile(archive, "w") as zf:
+            for member in ARCHIVE_MEMBERS:
+                zf.write(path / member, member)
+        return archive
+    nested = sorted(path.glob(f"*/{ARCHIVE_NAME}"))
+    if len(nested) == 1:
+        return nested[0]
+    unpacked = f", or its members {', '.join(ARCHIVE_MEMBERS)}" if stack is not None else ""
+    raise ArchiveError(
+        f"{path}: expected a model archive '{ARCHIVE_NAME}' in this directory{unpacked}, "
+        f"found {sorted(p.name for p in path.iterdir())}"
+    )
 
 
 def _read_members(path: Path) -> tuple[dict, dict[str, bytes]]:
@@ -236,9 +260,12 @@ def _positive_number(manifest: dict, key: str, archive: Path, default: float | N
 
 
 def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load an archive (directory holding ``wts.h5.zip``, the file, or a zip wrapping it)."""
-    archive = find_archive(path)
-    manifest, members = _read_members(archive)
+    """Load an archive: the file, a zip wrapping it, or a directory (see :func:`find_archive`)."""
+    with ExitStack() as stack:
+        archive = find_archive(path, stack)
+        manifest, members = _read_members(archive)
+    if archive.name == ARCHIVE_NAME and not archive.exists():  # a temporary re-zip, gone now
+        archive = Path(path)
     try:
         configs = json.loads(members["configs.json"])
         model_config = from_dict(ModelConfig, configs["model"], source=f"{archive}:configs.json")

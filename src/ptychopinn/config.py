@@ -195,9 +195,8 @@ class ModelConfig:
     """Network architecture and physics-model options (shared by training and inference).
 
     The defaults of this config, :class:`TrainingConfig` and :class:`ExecutionConfig` are the
-    best measured recipe (gridsize 2, filters x1, batch normalisation, batch 4, all groups,
-    Adam 1e-3 with cosine decay, 30 epochs; ``benchmarks/quality.py``); the CLIs, the
-    benchmarks and the quick start use them rather than copies.
+    best measured recipe (``benchmarks/quality.py``; figures in the README); the CLIs, the
+    benchmarks, the quick start and the Ptychodus front-ends use them rather than copies.
     """
 
     N: int = option(64, "diffraction pattern size in pixels (32, 64, 128 or 256)")

@@ -146,7 +146,7 @@ def _wrap(phase: float) -> float:
 def scanned_region_mask(
     xcoords: Any,
     ycoords: Any,
-    N: int,  # noqa: N803 - the data contract's name for the patch size
+    N: int,
     shape: tuple[int, int],
     *,
     margin: int | None = None,
@@ -588,7 +588,7 @@ def _data_range(values: np.ndarray, fallback: float) -> float:
     return rng if rng > 1e-9 * max(float(np.max(np.abs(values))), 1.0) else fallback
 
 
-def _resolve_mask(mask, xcoords, ycoords, N, shape) -> np.ndarray:  # noqa: N803
+def _resolve_mask(mask, xcoords, ycoords, N, shape) -> np.ndarray:
     """The scoring mask: given, from the scan positions, or the whole image."""
     if mask is not None:
         return _validate_mask(mask, shape)
@@ -603,20 +603,29 @@ def _resolve_mask(mask, xcoords, ycoords, N, shape) -> np.ndarray:  # noqa: N803
     return np.ones(shape, dtype=bool)
 
 
-def evaluate(
+def evaluate(recon: Any, truth: Any, **kw: Any) -> dict[str, float]:
+    """Score a complex reconstruction against the truth (plain floats, JSON-ready).
+
+    Keyword arguments and scores: see :func:`evaluate_aligned`, which also returns the
+    aligned reconstruction and the mask (for pictures, without aligning twice).
+    """
+    return evaluate_aligned(recon, truth, **kw)[0]
+
+
+def evaluate_aligned(
     recon: Any,
     truth: Any,
     *,
     mask: Any = None,
     xcoords: Any = None,
     ycoords: Any = None,
-    N: int | None = None,  # noqa: N803
+    N: int | None = None,
     align_first: bool = True,
     register: bool = True,
     phase_ramp: bool = True,
     scale: bool = True,
-) -> dict[str, float]:
-    """Score a complex reconstruction against the truth (plain floats, JSON-ready).
+) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    """``(scores, aligned reconstruction, mask)`` of a complex reconstruction.
 
     The mask is ``mask``, else :func:`scanned_region_mask` of the scan positions, else the
     whole image. After :func:`align` (unless ``align_first=False``):
@@ -663,7 +672,7 @@ def evaluate(
     ph_range = _data_range(ph_t[mb], fallback=2 * np.pi)
 
     rel_err = float(np.sqrt(np.sum(np.abs(aligned[m] - t[m]) ** 2)) / t_norm)
-    return {
+    scores = {
         "amp_ssim": _masked_ssim(amp_r, amp_t, mb, amp_range),
         "phase_ssim": _masked_ssim(ph_r, ph_t, mb, ph_range),
         "amp_psnr": _psnr(amp_r, amp_t, mb, amp_range),
@@ -677,3 +686,4 @@ def evaluate(
         "phase_ramp_y": float(info["phase_ramp"][2]),
         "amplitude_scale": float(info["amplitude_scale"]),
     }
+    return scores, aligned, m

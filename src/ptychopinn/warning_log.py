@@ -23,7 +23,7 @@ def forward_warnings_to_log() -> None:
     if getattr(shown, _MARK, False):
         return
 
-    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+    def show(message, category, filename, lineno, file=None, line=None):
         shown(message, category, filename, lineno, file, line)
         logger.warning("%s: %s", category.__name__, message)
 

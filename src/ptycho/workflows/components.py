@@ -6,7 +6,6 @@ import csv
 import logging
 import os
 import tempfile
-import zipfile
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from ptycho.config.config import update_legacy_dict
 from ptycho.model_manager import InferenceModel
 from ptycho.raw_data import RawData
 from ptychopinn.atomic import atomic_savez
-from ptychopinn.bundle import ARCHIVE_NAME, load_model
+from ptychopinn.bundle import load_model
 from ptychopinn.config import ExecutionConfig, TrainingConfig, from_dict, to_dict
 from ptychopinn.data.types import PtychoData
 from ptychopinn.errors import ArchiveError
@@ -27,39 +26,11 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["load_inference_bundle", "run_cdi_example", "save_outputs"]
 
-_ARCHIVE_MEMBERS = ("manifest.json", "configs.json", "weights.pt")
-
 
 def _default_device() -> str:
-    import torch
+    from ptychopinn.workflows.execution import resolve_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _archive_in(directory: Path, stack: ExitStack) -> Path:
-    """The model archive of a bundle directory.
-
-    Accepted layouts: ``wts.h5.zip`` in the directory (or in one sub-directory), or the
-    archive's own members unpacked there (what Ptychodus leaves when its ``model.zip`` is a
-    copy of ``wts.h5.zip``); the latter are re-zipped into a temporary archive.
-    """
-    direct = directory / ARCHIVE_NAME
-    if direct.is_file():
-        return direct
-    if all((directory / m).is_file() for m in _ARCHIVE_MEMBERS):
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ptycho-bundle-")))
-        archive = tmp / ARCHIVE_NAME
-        with zipfile.ZipFile(archive, "w") as zf:
-            for member in _ARCHIVE_MEMBERS:
-                zf.write(directory / member, member)
-        return archive
-    nested = sorted(directory.glob(f"*/{ARCHIVE_NAME}"))
-    if len(nested) == 1:
-        return nested[0]
-    raise ArchiveError(
-        f"{directory}: expected a model bundle ('{ARCHIVE_NAME}', or its members "
-        f"{', '.join(_ARCHIVE_MEMBERS)}), found {sorted(p.name for p in directory.iterdir())}"
-    )
+    return str(resolve_device("auto"))
 
 
 def load_inference_bundle(
@@ -76,9 +47,7 @@ def load_inference_bundle(
     if not path.exists():
         raise ArchiveError(f"{path}: model bundle not found")
     device = device or _default_device()
-    with ExitStack() as stack:
-        archive = _archive_in(path, stack) if path.is_dir() else path
-        loaded = load_model(archive, device=device)
+    loaded = load_model(path, device=device)
     scale = float(loaded.model.intensity_scale.detach())
     update_legacy_dict(params.cfg, loaded.training_config)
     params.cfg["intensity_scale"] = scale
@@ -126,7 +95,7 @@ def run_cdi_example(
     flip_x: bool = False,
     flip_y: bool = False,
     transpose: bool = False,
-    M: int = 20,  # noqa: N803 - legacy argument name
+    M: int = 20,
     do_stitching: bool = False,
     *,
     execution: ExecutionConfig | None = None,

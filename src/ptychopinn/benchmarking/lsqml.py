@@ -218,7 +218,7 @@ def run_lsqml(
 def _gaussian_blur_module():
     """A stand-in ``torchvision.transforms`` holding only ``GaussianBlur`` (pure torch)."""
     import torch
-    import torch.nn.functional as F  # noqa: N812
+    import torch.nn.functional as F
 
     class GaussianBlur:
         """Separable Gaussian blur with reflect padding, as torchvision's (fixed sigma)."""

@@ -51,26 +51,26 @@ def _read_object(path: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray |
 def _main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
-    from ptychopinn.data.npz import load_npz
-    from ptychopinn.metrics import align, evaluate, scanned_region_mask
+    from ptychopinn.data.ptychodus_files import load_scan
+    from ptychopinn.metrics import evaluate_aligned
     from ptychopinn.workflows.outputs import write_json
 
     obj, x, y = _read_object(args.reconstruction)
-    truth_data = load_npz(args.ground_truth)
+    truth_data = load_scan(args.ground_truth)
     if truth_data.object is None:
         raise DataValidationError(
             f"{args.ground_truth}: key 'objectGuess': expected the ground truth object, found none"
         )
     if x is None:
         x, y = truth_data.xcoords, truth_data.ycoords
-    metrics = evaluate(obj, truth_data.object, xcoords=x, ycoords=y, N=truth_data.N)
+    metrics, aligned, mask = evaluate_aligned(
+        obj, truth_data.object, xcoords=x, ycoords=y, N=truth_data.N
+    )
     if args.output:
         write_json(metrics, args.output)
     if args.comparison_plot:
         from ptychopinn.plotting import save_comparison
 
-        mask = scanned_region_mask(x, y, truth_data.N, truth_data.object.shape)
-        aligned, _ = align(obj, truth_data.object, mask=mask)
         save_comparison(
             aligned, truth_data.object, args.comparison_plot, mask=mask, metrics=metrics
         )

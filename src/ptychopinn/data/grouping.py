@@ -1,4 +1,4 @@
-"""Grouping of neighbouring scan positions (DESIGN section 4, ``gridsize``).
+"""Grouping of neighbouring scan positions (``gridsize``; docs/architecture.md).
 
 With ``gridsize = g`` each training sample is a group of ``C = g**2`` nearby scan positions
 whose patches must agree on one shared object (the overlap constraint). Groups are drawn from
@@ -41,12 +41,12 @@ class Groups:
     offsets: np.ndarray
 
     @property
-    def C(self) -> int:  # noqa: N802 - the design's name for the group size
+    def C(self) -> int:
         """Positions per group (gridsize**2)."""
         return int(self.indices.shape[1])
 
     @property
-    def G(self) -> int:  # noqa: N802 - the design's name for the number of groups
+    def G(self) -> int:
         """Number of groups."""
         return int(self.indices.shape[0])
 

@@ -1,4 +1,4 @@
-"""Load, validate and save datasets in the NPZ contract (DESIGN section 3).
+"""Load, validate and save datasets in the NPZ contract (docs/data.md).
 
 Files written by different tools disagree on details (raw counts vs. amplitudes, the legacy
 ``(N, N, M)`` stack, multi-mode probes), so every input, from a file or from memory, goes
@@ -493,7 +493,7 @@ def from_arrays(
     ycoords: Any,
     probe: Any,
     *,
-    object: Any = None,  # noqa: A002 - the contract's field name
+    object: Any = None,
     labels: Any = None,
     diffraction_kind: str = "auto",
     source: str = "<memory>",

@@ -1,4 +1,4 @@
-"""The in-memory form of a ptychography dataset (the NPZ contract, DESIGN section 3)."""
+"""The in-memory form of a ptychography dataset (the NPZ contract of docs/data.md)."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ class PtychoData:
         return int(self.diffraction.shape[0])
 
     @property
-    def N(self) -> int:  # noqa: N802 - the field's name for the pattern size
+    def N(self) -> int:
         """Diffraction pattern (and object patch) size in pixels."""
         return int(self.diffraction.shape[-1])
 

@@ -170,10 +170,8 @@ class Generator(nn.Module):
 
         A constant phase offset leaves every diffraction pattern unchanged, so the data never
         pull the phase back from wherever the random start puts it. Started at random, the
-        phase offset drifted towards the ±π bounds of ``π·tanh`` in 3 of 4 seeds (N=32, 16
-        epochs), where the phase wraps and its SSIM fell to about 0; started flat, none did
-        (unseen-object phase SSIM 0.10 -> 0.22 mean over the seeds) and the N=64 recipe's
-        unseen-object phase rose from 0.43 to 0.49.
+        phase offset drifted towards the ±π bounds of ``π·tanh`` in most seeds, where the
+        phase wraps and its SSIM collapses; started flat, it does not (figures: README).
         """
         last = (
             self.phase.last[-1] if isinstance(self.phase.last, nn.Sequential) else self.phase.last

@@ -32,7 +32,7 @@ def far_field(psi: Tensor) -> Tensor:
 
 
 def circular_mask(
-    N: int,  # noqa: N803 - the project's name for the pattern size
+    N: int,
     radius: float | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,

@@ -119,7 +119,7 @@ def _extract(images: Tensor, centres: Tensor, n: int, method: str, pad: int | No
 def extract_patches(
     canvas: Tensor,
     centres: Tensor,
-    N: int,  # noqa: N803 - the project's name for the patch size
+    N: int,
     *,
     method: str = "bilinear",
     pad: int | None = None,
@@ -229,7 +229,7 @@ class PatchAccumulator:
     def __init__(
         self,
         canvas_shape: tuple[int, int],
-        N: int,  # noqa: N803 - the project's name for the patch size
+        N: int,
         *,
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.complex64,
@@ -385,7 +385,7 @@ def _safe_coverage(coverage: Tensor) -> Tensor:
 def group_canvas_to_patches(
     canvas: Tensor,
     offsets: Tensor,
-    N: int,  # noqa: N803 - the project's name for the patch size
+    N: int,
     *,
     method: str = "fourier",
 ) -> Tensor:

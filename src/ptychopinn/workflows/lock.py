@@ -29,7 +29,7 @@ def output_dir_lock(output_dir: str | os.PathLike) -> Iterator[Path]:
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / LOCK_NAME
-    fh = open(path, "a+")  # noqa: SIM115 - held open for the lifetime of the lock
+    fh = open(path, "a+")
     try:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ptychopinn.atomic import atomic_savez, atomic_write
 from ptychopinn.data.types import PtychoData
-from ptychopinn.metrics import align, evaluate, scanned_region_mask
+from ptychopinn.metrics import evaluate_aligned, scanned_region_mask
 from ptychopinn.plotting import save_comparison, save_object_pictures
 from ptychopinn.workflows.infer import Reconstruction
 
@@ -92,15 +92,17 @@ def write_outputs(
     )
     save_object_pictures(rec.object, out, stem=names.picture_stem, mask=illuminated)
     save_reconstruction_npz(rec, out / names.npz)
-    if data.object is None:  # an earlier scan's metrics must not pass for this one's
+    if data.object is None or data.metadata.get("object_is_truth") is False:
+        # No truth (a Ptychodus product's object is a guess): an earlier scan's metrics
+        # must not pass for this one's.
         remove_outputs(out, suffix=suffix, only_metrics=True)
         return None
-    metrics = evaluate(rec.object, data.object, xcoords=rec.xcoords, ycoords=rec.ycoords, N=data.N)
+    metrics, aligned, mask = evaluate_aligned(
+        rec.object, data.object, xcoords=rec.xcoords, ycoords=rec.ycoords, N=data.N
+    )
     write_json(metrics, out / names.metrics)
     if not comparison_plot:
         (out / names.plot).unlink(missing_ok=True)
     else:
-        mask = scanned_region_mask(rec.xcoords, rec.ycoords, data.N, data.object.shape)
-        aligned, _ = align(rec.object, data.object, mask=mask)
         save_comparison(aligned, data.object, out / names.plot, mask=mask, metrics=metrics)
     return metrics
