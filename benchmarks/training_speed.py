@@ -31,8 +31,9 @@ from torch.utils.data import DataLoader
 from ptychopinn.benchmarking.runtime import quiet_benchmark_process
 from ptychopinn.config import ExecutionConfig, ModelConfig, TrainingConfig
 from ptychopinn.data.simulate import simulate_dataset
+from ptychopinn.workflows.datamodule import make_group_dataset
 from ptychopinn.workflows.execution import build_trainer
-from ptychopinn.workflows.train import build_module, make_group_dataset
+from ptychopinn.workflows.train import build_module
 
 
 class StepTimer(L.Callback):

@@ -13,7 +13,7 @@ from ptychopinn.cli import simulate as simulate_cli
 from ptychopinn.config import ExecutionConfig, ModelConfig
 from ptychopinn.data.grouping import group_positions
 from ptychopinn.errors import ConfigError
-from ptychopinn.workflows.execution import _make_logger
+from ptychopinn.workflows.execution import _make_loggers
 
 
 def _grid(n: int) -> np.ndarray:
@@ -52,7 +52,7 @@ def test_tensorboard_without_the_extra_names_it(tmp_path):
     if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
         pytest.skip("tensorboard is installed here")
     with pytest.raises(ConfigError, match=r"ptychopinn\[tensorboard\]"):
-        _make_logger("tensorboard", tmp_path)
+        _make_loggers(ExecutionConfig(logger="tensorboard"), tmp_path)
     assert ExecutionConfig(logger="tensorboard").logger == "tensorboard"
 
 

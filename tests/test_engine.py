@@ -20,9 +20,10 @@ from ptychopinn.model.lightning_module import PINNLightningModule
 from ptychopinn.model.network import Generator, SpatialMixing
 from ptychopinn.model.pinn import PtychoPINN
 from ptychopinn.model.state_check import require_matching_state, state_mismatch
+from ptychopinn.workflows.datamodule import training_labels
 from ptychopinn.workflows.execution import resolve_accelerator
 from ptychopinn.workflows.infer import reconstruct
-from ptychopinn.workflows.train import train, training_labels
+from ptychopinn.workflows.train import train
 
 
 def quiet_execution(**kw) -> ExecutionConfig:

@@ -509,39 +509,25 @@ class Trainer:
         self, orchestration: Orchestration | str = "lightning", experiment_name: str | None = None
     ) -> str:
         """Fit the model; return the run directory (checkpoints under ``checkpoints/``)."""
-        from torch.utils.data import DataLoader
-
-        from ptychopinn.workflows.train import fit_interruptibly, make_group_dataset
+        from ptychopinn.workflows.datamodule import ScanDataModule
+        from ptychopinn.workflows.train import fit_interruptibly
 
         del orchestration, experiment_name
         module = self.ptycho_model.model
         training, execution = self._training, self._execution
-        needs_labels = module.supervised
-        train_set, _ = make_group_dataset(
-            self.dataloader.dataset, training, seed=training.seed, need_labels=needs_labels
+        datamodule = ScanDataModule(
+            self.dataloader.dataset,
+            training,
+            execution,
+            validation=self.dataloader.val_dataset,
         )
-        loader_kw = dict(
-            batch_size=training.batch_size,
-            num_workers=execution.num_workers,
-            persistent_workers=execution.num_workers > 0,
-        )
-        train_loader = DataLoader(train_set, shuffle=True, **loader_kw)
-        val_loader = None
-        if self.dataloader.val_dataset is not None:
-            val_set, _ = make_group_dataset(
-                self.dataloader.val_dataset,
-                training,
-                seed=training.seed + 1,
-                need_labels=needs_labels,
-            )
-            val_loader = DataLoader(val_set, shuffle=False, **loader_kw)
         logger.info(
             "training on %d groups for %d epochs (%s)",
-            len(train_set),
+            len(datamodule.train_set),
             training.nepochs,
             execution.accelerator,
         )
-        fit_interruptibly(self._trainer, module, train_loader, val_loader, None, self._output_dir)
+        fit_interruptibly(self._trainer, module, datamodule, None, self._output_dir)
         return str(self._output_dir)
 
 

@@ -13,18 +13,16 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
-from torch.utils.data import ConcatDataset, DataLoader
 
 from ptychopinn.atomic import atomic_write
 from ptychopinn.config import ExecutionConfig, TrainingConfig, config_sections
-from ptychopinn.data.grouping import Groups, group_positions
-from ptychopinn.data.groups_dataset import EpochShuffle, GroupDataset
-from ptychopinn.data.simulate import extract_patches_exact
+from ptychopinn.data.grouping import Groups
 from ptychopinn.data.types import PtychoData
 from ptychopinn.errors import ConfigError, DataValidationError, TrainingInterrupted
 from ptychopinn.model.lightning_module import PINNLightningModule
 from ptychopinn.model.pinn import initial_intensity_scale, mean_pattern_energy, normalise_probe
 from ptychopinn.model.state_check import read_checkpoint, require_matching_state
+from ptychopinn.workflows.datamodule import ScanDataModule, as_scans
 from ptychopinn.workflows.execution import build_trainer
 
 log = logging.getLogger(__name__)
@@ -50,53 +48,6 @@ def subsample(data: PtychoData, n_subsample: int | None, seed: int | None) -> Pt
     rng = np.random.default_rng(seed)
     keep = np.sort(rng.choice(data.n_positions, size=n_subsample, replace=False))
     return data.subset(keep)
-
-
-def training_labels(data: PtychoData) -> np.ndarray | None:
-    """Ground-truth patches: ``Y`` when present, else cut from ``objectGuess``, else None."""
-    if data.labels is not None:
-        return data.labels
-    if data.object is not None:
-        return extract_patches_exact(data.object, data.xcoords, data.ycoords, data.N)
-    return None
-
-
-def make_group_dataset(
-    data: PtychoData,
-    training: TrainingConfig,
-    *,
-    seed: int | None,
-    need_labels: bool,
-    with_probe: bool = False,
-) -> tuple[GroupDataset, Groups]:
-    """Group the scan positions and wrap them (with labels if needed) as a torch dataset;
-    ``with_probe`` gives every group the scan's own normalised probe."""
-    groups = group_positions(
-        data.coords,
-        training.model.gridsize,
-        neighbor_count=training.neighbor_count,
-        n_groups=training.n_groups,
-        seed=seed,
-        sequential=training.sequential_sampling,
-    )
-    labels = None
-    if need_labels:
-        labels = training_labels(data)
-        if labels is None:
-            raise DataValidationError(
-                f"{data.source}: supervised training needs ground-truth patches: expected key "
-                "'Y' (M, N, N) or 'objectGuess' (H, W), found neither"
-            )
-    probe = normalise_probe(data.probe, training.model.N) if with_probe else None
-    return GroupDataset(data.diffraction, groups, labels, probe), groups
-
-
-def as_scans(train_data: PtychoData | Sequence[PtychoData]) -> list[PtychoData]:
-    """One scan or several, as a non-empty list."""
-    scans = [train_data] if isinstance(train_data, PtychoData) else list(train_data)
-    if not scans:
-        raise ConfigError("train_data: expected at least one training scan, found none")
-    return scans
 
 
 def scan_energies(scans: Sequence[PtychoData]) -> list[float]:
@@ -160,18 +111,6 @@ def check_several_scans(
         )
 
 
-def _concat_groups(all_groups: Sequence[Groups], sizes: Sequence[int]) -> Groups:
-    """Groups of several scans as one, indices counted over the concatenated positions."""
-    if len(all_groups) == 1:
-        return all_groups[0]
-    starts = np.cumsum([0, *sizes[:-1]])
-    return Groups(
-        indices=np.concatenate([g.indices + s for g, s in zip(all_groups, starts, strict=True)]),
-        centres=np.concatenate([g.centres for g in all_groups]),
-        offsets=np.concatenate([g.offsets for g in all_groups]),
-    )
-
-
 def check_resume(resume_from: str | Path, nepochs: int) -> dict:
     """The checkpoint to resume from, read safely; refuses ``nepochs`` it has already reached.
 
@@ -223,8 +162,9 @@ def _epoch(row: dict) -> int | None:
         return None
 
 
-def fit_interruptibly(trainer, module, train_loader, val_loader, resume_from, output_dir) -> None:
-    """``trainer.fit``, turning Lightning's exit on Ctrl-C into :class:`TrainingInterrupted`.
+def fit_interruptibly(trainer, module, datamodule, resume_from, output_dir) -> None:
+    """``trainer.fit(module, datamodule)``, turning Lightning's exit on Ctrl-C into
+    :class:`TrainingInterrupted`.
 
     A checkpoint to resume from is checked first, so a missing file or weights of another
     configuration stop with one message naming the file (and no ``interrupted.ckpt``).
@@ -238,7 +178,7 @@ def fit_interruptibly(trainer, module, train_loader, val_loader, resume_from, ou
     handler = signal.getsignal(signal.SIGINT)
     try:
         trainer.fit(
-            module, train_loader, val_loader, ckpt_path=str(resume_from) if resume_from else None
+            module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None
         )
     except SystemExit:
         if not trainer.interrupted:
@@ -322,53 +262,28 @@ def train(
     if not resume_from:
         set_aside_old_checkpoints(output_dir)
     L.seed_everything(training.seed, workers=True, verbose=False)
-    supervised = training.model.model_type == "supervised"
-    needs_labels = supervised or training.realspace_mae_weight > 0 or training.realspace_weight > 0
     scans = [
         subsample(s, training.n_subsample, training.subsample_seed) for s in as_scans(train_data)
     ]
     energies = scan_energies(scans)
     check_several_scans(training, scans, energies)
-    several = len(scans) > 1
-    parts = [
-        make_group_dataset(
-            s, training, seed=training.seed + i, need_labels=needs_labels, with_probe=several
-        )
-        for i, s in enumerate(scans)
-    ]
-    dataset = parts[0][0] if not several else ConcatDataset([p[0] for p in parts])
-    groups = _concat_groups([p[1] for p in parts], [s.n_positions for s in scans])
+    datamodule = ScanDataModule(scans, training, execution, validation=test_data)
     module = build_module(scans, training, execution, energies=energies)
-    loader_kw = dict(
-        batch_size=training.batch_size,
-        num_workers=execution.num_workers,
-        persistent_workers=execution.num_workers > 0,
-    )
-    sampler = EpochShuffle(len(dataset), training.seed)
-    train_loader = DataLoader(dataset, sampler=sampler, drop_last=False, **loader_kw)
-    val_loader = None
-    if test_data is not None:
-        val_set, _ = make_group_dataset(
-            test_data,
-            training,
-            seed=training.seed + len(scans),
-            need_labels=needs_labels,
-            with_probe=several,
-        )
-        val_loader = DataLoader(val_set, shuffle=False, **loader_kw)
-    monitor = module.val_loss_name if val_loader is not None else f"{module.loss_name}_epoch"
+    monitor = module.val_loss_name if datamodule.has_validation else f"{module.loss_name}_epoch"
     trainer = build_trainer(
         execution, max_epochs=training.nepochs, output_dir=output_dir, monitor=monitor
     )
     log.info(
         "training on %d groups of %d positions (%d scan positions in %d scan%s), "
         "intensity scale %.4g",
-        len(dataset),
-        groups.C,
+        len(datamodule.train_set),
+        datamodule.groups.C,
         sum(s.n_positions for s in scans),
         len(scans),
-        "s" if several else "",
+        "s" if len(scans) > 1 else "",
         float(module.model.intensity_scale.detach()),
     )
-    fit_interruptibly(trainer, module, train_loader, val_loader, resume_from, output_dir)
-    return TrainResult(module=module, trainer=trainer, groups=groups, output_dir=output_dir)
+    fit_interruptibly(trainer, module, datamodule, resume_from, output_dir)
+    return TrainResult(
+        module=module, trainer=trainer, groups=datamodule.groups, output_dir=output_dir
+    )

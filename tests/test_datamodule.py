@@ -1,0 +1,75 @@
+"""The one LightningDataModule: scans + training config -> the loaders every caller fits with."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from ptychopinn.config import ModelConfig, TrainingConfig
+from ptychopinn.data.simulate import simulate_dataset
+from ptychopinn.errors import DataValidationError
+from ptychopinn.workflows.datamodule import ScanDataModule
+
+
+@pytest.fixture(scope="module")
+def scans():
+    sim = dict(N=32, object_size=64, step=8, nphotons=1e5)
+    return simulate_dataset(seed=1, **sim), simulate_dataset(seed=2, object_seed=5, **sim)
+
+
+def _config(**kw) -> TrainingConfig:
+    return TrainingConfig(model=ModelConfig(N=32, **kw.pop("model", {})), batch_size=4, **kw)
+
+
+def _first_batch(dm: ScanDataModule, epoch: int) -> torch.Tensor:
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(epoch)
+    return next(iter(loader))["amplitudes"]
+
+
+def test_order_depends_on_seed_and_epoch_only(scans):
+    a, b = ScanDataModule(scans[0], _config()), ScanDataModule(scans[0], _config())
+    torch.manual_seed(123)  # the global RNG must not matter (a resumed run does not keep it)
+    first = _first_batch(a, 3)
+    torch.manual_seed(999)
+    assert torch.equal(first, _first_batch(b, 3))
+    assert not torch.equal(first, _first_batch(b, 4))
+
+
+def test_validation_only_when_a_scan_is_given(scans):
+    from lightning.pytorch.utilities.model_helpers import is_overridden
+
+    dm = ScanDataModule(scans[0], _config())
+    # Lightning runs validation when the datamodule defines val_dataloader
+    assert not dm.has_validation and not is_overridden("val_dataloader", dm)
+    with_val = ScanDataModule(scans[0], _config(), validation=scans[1])
+    assert with_val.has_validation and is_overridden("val_dataloader", with_val)
+    batch = next(iter(with_val.val_dataloader()))
+    assert batch["amplitudes"].shape[1:] == (4, 32, 32)
+
+
+def test_several_scans_keep_their_own_probes_and_positions(scans):
+    dm = ScanDataModule(list(scans), _config())
+    sizes = [len(d) for d in dm.train_set.datasets]
+    assert len(dm.train_set) == sum(sizes) and dm.groups.G == sum(sizes)
+    probes = {
+        dm.train_set[0]["probe"].abs().sum().item(),
+        dm.train_set[-1]["probe"].abs().sum().item(),
+    }
+    assert len(probes) == 2  # each scan's own probe rides with its groups
+    # group indices count over the concatenated positions, never mixing scans
+    first_scan = dm.groups.indices[: sizes[0]]
+    assert first_scan.max() < scans[0].n_positions <= dm.groups.indices[sizes[0] :].min()
+
+
+def test_labels_only_when_a_loss_needs_them(scans):
+    pinn = ScanDataModule(scans[0], _config())
+    assert "labels" not in pinn.train_set[0]
+    supervised = ScanDataModule(scans[0], _config(model={"model_type": "supervised"}))
+    assert supervised.train_set[0]["labels"].shape == (4, 32, 32)
+    # an object that is not a ground truth (a Ptychodus product's guess) is no label source
+    guess = dataclasses.replace(scans[0], labels=None, metadata={"object_is_truth": False})
+    with pytest.raises(DataValidationError, match="ground-truth patches"):
+        ScanDataModule(guess, _config(realspace_weight=1.0))
