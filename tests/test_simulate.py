@@ -494,3 +494,20 @@ def test_npz_round_trip_if_available(tmp_path, small_data):
     np.testing.assert_array_equal(back.probe, small_data.probe)
     np.testing.assert_array_equal(back.labels, small_data.labels)
     np.testing.assert_array_equal(back.xcoords, small_data.xcoords)
+
+
+def test_simulate_cli_flags_come_from_the_config(tmp_path, capsys):
+    """Every SimulationConfig field has its flag (with its description); "none" is a value."""
+    import dataclasses
+    import json
+
+    from ptychopinn.cli import simulate as simulate_cli
+
+    help_text = simulate_cli.build_parser().format_help()
+    for f in dataclasses.fields(SimulationConfig):
+        assert f"--{f.name}" in help_text and f.metadata["doc"][:20] in " ".join(help_text.split())
+    argv = ["--output", str(tmp_path / "s.npz"), "--N", "32", "--object_size", "64", "80"]
+    argv += ["--scan_kind", "spiral", "--step", "none", "--n_points", "30", "--picture", "false"]
+    assert simulate_cli.main(argv) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["positions"] == 30 and summary["object_shape"] == [64, 80]

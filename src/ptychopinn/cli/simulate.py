@@ -19,27 +19,26 @@ from ptychopinn.progress import Progress
 #: Most scans one ``--n_objects`` corpus may hold.
 MAX_OBJECTS = 10_000
 
-_SCALAR_FIELDS = {
-    "N": int,
-    "object_size": int,
-    "object_amplitude": str,
-    "object_phase": str,
-    "band_limit": float,
-    "probe_kind": str,
-    "probe_diameter": float,
-    "probe_defocus": float,
-    "probe_curvature": float,
-    "probe_aberration": float,
-    "scan_kind": str,
-    "step": float,
-    "n_points": int,
-    "jitter": float,
-    "margin": float,
-    "nphotons": float,
-    "poisson": parse_bool,
-    "seed": int,
-    "object_seed": int,
-}
+
+def _none_or(kind):
+    """``kind``, or None for none/null (an Optional field)."""
+
+    def parse(text: str):
+        return None if text.strip().lower() in ("none", "null") else kind(text)
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _flag(hint: str) -> tuple[object, int | None]:
+    """(argparse type, nargs) for a :class:`SimulationConfig` field's type hint."""
+    base = hint.replace(" | None", "")
+    if base.startswith("tuple[float"):
+        return float, 2
+    if base.startswith("int | tuple"):  # object_size: one int (a square) or H W
+        return int, "+"
+    kind = {"int": int, "float": float, "str": str, "bool": parse_bool}[base]
+    return (_none_or(kind) if "None" in hint else kind), None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,15 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
         "and write it as an NPZ with objectGuess as ground truth.",
     )
     p.add_argument("--output", "-o", required=True, help="output .npz path")
-    defaults = SimulationConfig()
-    known = {f.name for f in fields(SimulationConfig)}
-    for name, kind in _SCALAR_FIELDS.items():
-        if name in known:
-            p.add_argument(
-                f"--{name}", type=kind, default=None, help=f"default: {getattr(defaults, name)}"
-            )
-    p.add_argument("--amplitude_range", type=float, nargs=2, default=None, metavar=("LO", "HI"))
-    p.add_argument("--phase_range", type=float, nargs=2, default=None, metavar=("LO", "HI"))
+    group = p.add_argument_group("SimulationConfig fields")
+    for f in fields(SimulationConfig):
+        kind, nargs = _flag(str(f.type))
+        default = f.default
+        group.add_argument(
+            f"--{f.name}",
+            type=kind,
+            nargs=nargs,
+            default=argparse.SUPPRESS,  # absent flags stay absent; "none" is a value
+            metavar=("LO", "HI") if nargs == 2 else "VALUE",
+            help=f"{f.metadata.get('doc', '')} (default: {default})".replace("%", "%%"),
+        )
     p.add_argument(
         "--as_counts",
         type=parse_bool,
@@ -93,14 +95,12 @@ def corpus_paths(output: str, n_objects: int) -> list[Path]:
 def _main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
+    names = {f.name for f in fields(SimulationConfig)}
     overrides = {
-        k: v
-        for k, v in vars(args).items()
-        if k in _SCALAR_FIELDS or k in ("amplitude_range", "phase_range")
+        k: (tuple(v) if isinstance(v, list) else v) for k, v in vars(args).items() if k in names
     }
-    overrides = {
-        k: (tuple(v) if isinstance(v, list) else v) for k, v in overrides.items() if v is not None
-    }
+    if isinstance(overrides.get("object_size"), tuple) and len(overrides["object_size"]) == 1:
+        overrides["object_size"] = overrides["object_size"][0]
     if not 1 <= args.n_objects <= MAX_OBJECTS:
         raise ConfigError(f"--n_objects: expected 1 to {MAX_OBJECTS}, found {args.n_objects}")
     try:
