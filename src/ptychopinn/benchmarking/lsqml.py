@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from ptychopinn.atomic import atomic_savez
+from ptychopinn.config import check_choice, check_range, coerce_fields
 from ptychopinn.data.types import PtychoData
 from ptychopinn.errors import ConfigError, PtychoPINNError
 
@@ -84,29 +85,14 @@ class LSQMLSettings:
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        for name, low in (("epochs", 1), ("batch_size", 1), ("margin", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(
-                    f"LSQMLSettings.{name}: expected an integer >= {low}, found {value!r}"
-                )
-        if self.noise_model not in NOISE_MODELS:
-            raise ConfigError(
-                f"LSQMLSettings.noise_model: expected one of {NOISE_MODELS}, "
-                f"found {self.noise_model!r}"
-            )
-        if self.device not in DEVICES:
-            raise ConfigError(
-                f"LSQMLSettings.device: expected one of {DEVICES}, found {self.device!r}"
-            )
-        if not (math.isfinite(self.momentum) and self.momentum >= 0):
-            raise ConfigError(
-                f"LSQMLSettings.momentum: expected a number >= 0, found {self.momentum!r}"
-            )
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
-            raise ConfigError(
-                f"LSQMLSettings.threads: expected None or >= 1, found {self.threads!r}"
-            )
+        coerce_fields(self)
+        check_range(self, "epochs", ge=1)
+        check_range(self, "batch_size", ge=1)
+        check_range(self, "margin", ge=1)
+        check_choice(self, "noise_model", NOISE_MODELS)
+        check_choice(self, "device", DEVICES)
+        check_range(self, "momentum", ge=0)
+        check_range(self, "threads", ge=1)
 
 
 @dataclass
