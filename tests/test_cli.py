@@ -20,22 +20,10 @@ from ptychopinn.cli import simulate as simulate_cli
 from ptychopinn.cli import train as train_cli
 from ptychopinn.data.npz import load_npz
 from ptychopinn.errors import ArchiveError
+from train_flags import fast_train
 
 SIM = ["--N", "32", "--object_size", "80", "--step", "6", "--nphotons", "1e5"]
-FAST_TRAIN = [
-    "--N",
-    "32",
-    "--n_filters_scale",
-    "1",
-    "--nepochs",
-    "2",
-    "--n_groups",
-    "none",
-    "--torch-accelerator",
-    "cpu",
-    "--torch-enable-progress-bar",
-    "false",
-]
+FAST_TRAIN = fast_train(2)
 
 
 @pytest.fixture(scope="module")

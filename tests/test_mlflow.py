@@ -14,6 +14,7 @@ from ptychopinn.cli import train as train_cli
 from ptychopinn.config import ExecutionConfig
 from ptychopinn.errors import ConfigError
 from ptychopinn.workflows import execution
+from train_flags import fast_train
 
 for module in ("mlflow", "sqlalchemy", "alembic"):
     pytest.importorskip(module, reason="the mlflow extra is not installed")
@@ -21,22 +22,7 @@ for module in ("mlflow", "sqlalchemy", "alembic"):
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 SIM = ["--N", "32", "--object_size", "64", "--step", "8", "--nphotons", "1e5", "--seed", "1"]
-TRAIN = [
-    "--N",
-    "32",
-    "--n_filters_scale",
-    "1",
-    "--nepochs",
-    "2",
-    "--n_groups",
-    "none",
-    "--torch-accelerator",
-    "cpu",
-    "--torch-enable-progress-bar",
-    "false",
-    "--torch-logger",
-    "mlflow",
-]
+TRAIN = fast_train(2, "--torch-logger", "mlflow")
 
 
 @pytest.fixture(scope="module")

@@ -60,6 +60,7 @@ from ptychopinn.data.ptychodus_files import (
 from ptychopinn.data.simulate import simulate_dataset
 from ptychopinn.errors import ConfigError, DataValidationError
 from ptychopinn.workflows.infer import Reconstruction
+from train_flags import fast_train
 
 N = 32
 ENERGY_EV = 8_000.0
@@ -68,20 +69,7 @@ DETECTOR_PIXEL_M = 75e-6
 OBJECT_PIXEL_M = energy_eV_to_wavelength_m(ENERGY_EV) * DISTANCE_M / (N * DETECTOR_PIXEL_M)
 CENTER_M = (3.0e-6, -1.5e-6)  # an object centre off the origin
 INDEX_OFFSET = 100  # scan indexes that are not row numbers
-FAST_TRAIN = [
-    "--N",
-    "32",
-    "--n_filters_scale",
-    "1",
-    "--nepochs",
-    "1",
-    "--n_groups",
-    "none",
-    "--torch-accelerator",
-    "cpu",
-    "--torch-enable-progress-bar",
-    "false",
-]
+FAST_TRAIN = fast_train(1)
 
 
 @pytest.fixture(scope="module")
