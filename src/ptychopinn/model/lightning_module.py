@@ -10,7 +10,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ptychopinn.config import ExecutionConfig, ModelConfig, TrainingConfig, from_dict
+from ptychopinn.config import (
+    ExecutionConfig,
+    ModelConfig,
+    TrainingConfig,
+    config_sections,
+    from_dict,
+)
 from ptychopinn.model import schedule
 from ptychopinn.model.pinn import PtychoPINN
 from ptychopinn.model.state_check import require_matching_state
@@ -58,6 +64,31 @@ class PINNLightningModule(L.LightningModule):
             intensity_scale,
             probe_trainable=self.training_config.probe_trainable,
             intensity_scale_trainable=self.training_config.intensity_scale_trainable,
+            reference_energy=reference_energy,
+        )
+
+    @classmethod
+    def from_configs(
+        cls,
+        training: TrainingConfig,
+        execution: ExecutionConfig | None = None,
+        *,
+        intensity_scale: float = 1.0,
+        probe: np.ndarray | None = None,
+        reference_energy: float | None = None,
+    ) -> PINNLightningModule:
+        """A module from typed configs (``training.model`` is the model config).
+
+        ``__init__`` takes the configs as plain dicts because Lightning stores them as the
+        checkpoint's hyper-parameters and passes them back as dicts on loading.
+        """
+        sections = config_sections(training, execution)
+        return cls(
+            sections["model"],
+            sections["training"],
+            sections["execution"],
+            intensity_scale=intensity_scale,
+            probe=probe,
             reference_energy=reference_energy,
         )
 

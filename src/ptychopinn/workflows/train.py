@@ -15,7 +15,7 @@ import lightning as L
 import numpy as np
 
 from ptychopinn.atomic import atomic_write
-from ptychopinn.config import ExecutionConfig, TrainingConfig, config_sections
+from ptychopinn.config import ExecutionConfig, TrainingConfig
 from ptychopinn.data.grouping import Groups
 from ptychopinn.data.types import PtychoData
 from ptychopinn.errors import ConfigError, DataValidationError, TrainingInterrupted
@@ -77,14 +77,8 @@ def build_module(
     scale = initial_intensity_scale(
         scans[0].diffraction, probe, mean_energy=energy if len(scans) > 1 else None
     )
-    sections = config_sections(training, execution)
-    return PINNLightningModule(
-        sections["model"],
-        sections["training"],
-        sections["execution"],
-        intensity_scale=scale,
-        probe=scans[0].probe,
-        reference_energy=energy,
+    return PINNLightningModule.from_configs(
+        training, execution, intensity_scale=scale, probe=scans[0].probe, reference_energy=energy
     )
 
 
