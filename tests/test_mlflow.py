@@ -68,10 +68,16 @@ def test_training_logs_to_a_sqlite_store_in_the_output_dir(scans, monkeypatch):
 
 
 def test_tracking_uri_from_the_environment_and_the_flag(scans, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing may land in ./mlruns
     env_uri = f"sqlite:///{tmp_path / 'env.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", env_uri)
     ex = ExecutionConfig(logger="mlflow")
-    assert execution.mlflow_store(ex, tmp_path) == (env_uri, None)
+    assert execution.mlflow_store(ex, tmp_path / "out") == (
+        env_uri,
+        (tmp_path / "mlartifacts").as_uri(),
+    )
+    server = ExecutionConfig(logger="mlflow", mlflow_tracking_uri="http://tracking:5000")
+    assert execution.mlflow_store(server, tmp_path) == ("http://tracking:5000", None)
     flag_uri = f"sqlite:///{tmp_path / 'flag.db'}"
     out = tmp_path / "model"
     argv = ["--train_data_file", str(scans / "train.npz"), "--output_dir", str(out), *TRAIN]
@@ -79,6 +85,7 @@ def test_tracking_uri_from_the_environment_and_the_flag(scans, tmp_path, monkeyp
     assert train_cli.main(argv) == 0
     assert not (tmp_path / "env.db").exists() and not (out / "mlflow.db").exists()
     _only_run(flag_uri, "beamline")
+    assert not (tmp_path / "mlruns").exists() and list((tmp_path / "mlartifacts").rglob("*.zip"))
 
 
 def test_a_missing_extra_is_one_line_naming_it(scans, tmp_path, monkeypatch, capsys):

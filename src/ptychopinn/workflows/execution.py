@@ -157,7 +157,10 @@ def mlflow_store(execution: ExecutionConfig, output_dir: Path) -> tuple[str, str
     MLflow's default ``./mlruns`` under whatever the current directory is.
     """
     uri = execution.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
+    if uri and uri.startswith("sqlite:///"):  # a local store: its artifacts beside it
+        database = Path(uri.removeprefix("sqlite:///")).resolve()
+        return uri, (database.parent / "mlartifacts").as_uri()
+    if uri:  # a tracking server decides where its artifacts go
         return uri, None
     output_dir = Path(output_dir).resolve()
     return f"sqlite:///{output_dir / 'mlflow.db'}", (output_dir / "mlartifacts").as_uri()
