@@ -9,8 +9,8 @@ Builds the same dataset, module and Lightning trainer as
   batch, plus Lightning's loop overhead): the part a faster data loader could remove.
 
 The first ``--warmup`` steps are left out. Separately, the DataLoader is iterated alone for
-its own groups/s. Reference (DESIGN section 8, same machine): the original TensorFlow
-PtychoPINN trains at ~40 groups/s at N=64, gridsize 2, batch 16, filters x2.
+its own groups/s. ``benchmarks/reference_tf_layout.py`` times the original TensorFlow
+layer layout for comparison (README, "Comparing with an iterative solver").
 
     python benchmarks/training_speed.py                          # gridsize 1 and 2
     python benchmarks/training_speed.py --gridsizes 2 --threads 1 --n_filters_scale 1
