@@ -1,6 +1,6 @@
 """Reference timing: the published TensorFlow/Keras layer layout of PtychoPINN, on this machine.
 
-DESIGN section 8 quotes the original TensorFlow PtychoPINN at N=64, gridsize 2, batch 16,
+The original TensorFlow PtychoPINN is usually run at N=64, gridsize 2, batch 16,
 filters x2. This script rebuilds that generator's layer layout in Keras (encoder of two 3x3
 convolutions + max-pool per level with 32s, 64s, 128s filters; two decoders of two 3x3
 convolutions + 2x upsampling per level with 64s, 32s filters; a last stage that predicts the
