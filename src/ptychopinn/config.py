@@ -494,19 +494,21 @@ def parse_bool(text: Any, *, what: str = "value") -> bool:
 
 
 @functools.cache
-def _field_types(cls: type) -> dict[str, tuple[type, bool]]:
-    """Map each field of a config class to (base type, optional?) from its type hints."""
+def _field_types(cls: type) -> dict[str, tuple[Any, bool]]:
+    """Map each field of a config class to (base type, optional?) from its type hints.
+
+    The base type is a class, a fixed-length ``tuple[...]`` hint, or a tuple of such
+    alternatives (``int | tuple[int, int]``), tried in order.
+    """
     hints = typing.get_type_hints(cls)
-    out: dict[str, tuple[type, bool]] = {}
+    out: dict[str, tuple[Any, bool]] = {}
     for f in dataclasses.fields(cls):
         hint = hints[f.name]
         optional = False
         if typing.get_origin(hint) in (Union, types.UnionType):
             args = [a for a in typing.get_args(hint) if a is not type(None)]
             optional = len(args) < len(typing.get_args(hint))
-            if len(args) != 1:
-                raise TypeError(f"{cls.__name__}.{f.name}: unsupported type hint {hint!r}")
-            hint = args[0]
+            hint = args[0] if len(args) == 1 else tuple(args)
         out[f.name] = (hint, optional)
     return out
 
@@ -516,10 +518,40 @@ def _suggest(word: str, candidates: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _describe(base: type, optional: bool) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a finite number", str: "a string"}
-    text = names.get(base, f"a {base.__name__} or mapping")
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a finite number", str: "a string"}
+
+
+def _describe(base: Any, optional: bool) -> str:
+    if isinstance(base, tuple):
+        text = " or ".join(_describe(b, False) for b in base)
+    elif typing.get_origin(base) is tuple:
+        parts = ", ".join(
+            _TYPE_NAMES.get(a, str(a)).split(" ", 1)[-1] for a in typing.get_args(base)
+        )
+        text = f"a sequence ({parts})"
+    else:
+        text = _TYPE_NAMES.get(base, f"a {getattr(base, '__name__', base)} or mapping")
     return f"{text} or null" if optional else text
+
+
+def _coerce_typed(base: Any, value: Any) -> Any:
+    """:func:`_coerce_scalar`, extended to fixed-length tuples and alternatives."""
+    if isinstance(base, tuple):  # alternatives, in order
+        for alternative in base:
+            try:
+                return _coerce_typed(alternative, value)
+            except (ValueError, ConfigError):
+                continue
+        raise ValueError
+    if typing.get_origin(base) is tuple:
+        args = typing.get_args(base)
+        if isinstance(value, str) or not isinstance(value, Iterable):
+            raise ValueError
+        items = list(value)
+        if len(items) != len(args):
+            raise ValueError
+        return tuple(_coerce_scalar(a, v) for a, v in zip(args, items, strict=True))
+    return _coerce_scalar(base, value)
 
 
 def _coerce_scalar(base: type, value: Any) -> Any:
@@ -576,7 +608,7 @@ def coerce_value(cls: type, field_name: str, value: Any) -> Any:
             f"{cls.__name__}: unknown field {field_name!r}{_suggest(field_name, types_)}"
         )
     base, optional = types_[field_name]
-    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
         value = value.item()  # numpy scalars -> Python scalars, so configs stay YAML-safe
     aliases = getattr(cls, "_VALUE_ALIASES", {}).get(field_name)
     if aliases and isinstance(value, str | int) and not isinstance(value, bool):
@@ -589,14 +621,14 @@ def coerce_value(cls: type, field_name: str, value: Any) -> Any:
         raise ConfigError(
             f"{cls.__name__}.{field_name}: expected {_describe(base, False)}, found None"
         )
-    if dataclasses.is_dataclass(base):
+    if not isinstance(base, tuple) and dataclasses.is_dataclass(base):
         if isinstance(value, base):
             return value
         if isinstance(value, Mapping):
             return _build(base, value, source=None)
     else:
         try:
-            return _coerce_scalar(base, value)
+            return _coerce_typed(base, value)
         except (ValueError, ConfigError):
             pass
     raise ConfigError(

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import numbers
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
 
-from ptychopinn.config import option
+from ptychopinn.config import check_choice, check_range, coerce_fields, option
 from ptychopinn.data.simulate._common import (
     _shape2,
 )
@@ -77,6 +76,8 @@ class SimulationConfig:
     )
 
     def __post_init__(self) -> None:
+        # Types (command-line strings included) by the configs' shared coercion; then ranges.
+        coerce_fields(self)
         self.validate()
 
     @property
@@ -91,14 +92,12 @@ class SimulationConfig:
                 f"SimulationConfig.{name}: expected {expected}, found {getattr(self, name)!r}"
             )
 
-        if not isinstance(self.N, int | np.integer) or isinstance(self.N, bool) or self.N < 4:
-            raise bad("N", "an integer >= 4")
+        check_range(self, "N", ge=4)
         try:
             h, w = _shape2(self.object_size, "object_size")
         except ConfigError:
             raise bad("object_size", "a positive int or (height, width)") from None
-        if not (_is_real(self.margin) and self.margin >= 0):
-            raise bad("margin", "a non-negative number of px")
+        check_range(self, "margin", ge=0)
         if min(h, w) < self.N + 2 * self.margin:
             raise bad("object_size", f"at least N + 2*margin = {self.N + 2 * self.margin} px")
         if h * w > MAX_OBJECT_PIXELS:
@@ -107,9 +106,8 @@ class SimulationConfig:
                 f"at most {MAX_OBJECT_PIXELS} pixels in all (e.g. 8192 x 8192; the object, its "
                 "patches and patterns are held in memory)",
             )
-        for name in ("object_amplitude", "object_phase"):
-            if getattr(self, name) not in PATTERN_KINDS:
-                raise bad(name, f"one of {', '.join(PATTERN_KINDS)}")
+        check_choice(self, "object_amplitude", PATTERN_KINDS)
+        check_choice(self, "object_phase", PATTERN_KINDS)
         for name in ("amplitude_range", "phase_range"):
             try:
                 lo, _ = _check_range(getattr(self, name), name)
@@ -117,43 +115,16 @@ class SimulationConfig:
                 raise bad(name, "a finite (low, high) pair with low <= high") from None
             if name == "amplitude_range" and lo < 0:
                 raise bad(name, "non-negative amplitudes")
-        if self.band_limit is not None and not (
-            _is_real(self.band_limit) and 0.0 < self.band_limit <= 1.0
-        ):
-            raise bad("band_limit", "None or a fraction of Nyquist in (0, 1]")
-        if self.probe_kind not in PROBE_KINDS:
-            raise bad("probe_kind", f"one of {', '.join(PROBE_KINDS)}")
-        if self.probe_diameter is not None and not (
-            _is_real(self.probe_diameter) and 0 < self.probe_diameter <= self.N
-        ):
-            raise bad("probe_diameter", f"None or a diameter in (0, N={self.N}] px")
-        if self.scan_kind not in SCAN_KINDS:
-            raise bad("scan_kind", f"one of {', '.join(SCAN_KINDS)}")
-        if self.step is not None and not (_is_real(self.step) and self.step > 0):
-            raise bad("step", "None or a positive number of px")
-        if self.n_points is not None and (
-            not isinstance(self.n_points, int | np.integer) or self.n_points < 1
-        ):
-            raise bad("n_points", "None or a positive integer")
-        if not (_is_real(self.jitter) and self.jitter >= 0):
-            raise bad("jitter", "a non-negative number of px")
-        if self.nphotons is not None and not (
-            _is_real(self.nphotons) and np.isfinite(self.nphotons) and self.nphotons > 0
-        ):
-            raise bad("nphotons", "None or a positive number")
-        if not isinstance(self.poisson, bool | np.bool_):
-            raise bad("poisson", "a boolean")
-        for name in ("seed", "object_seed"):
-            value = getattr(self, name)
-            if value is not None and (
-                not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 0
-            ):
-                raise bad(name, "None or a non-negative integer")
-
-
-def _is_real(value: Any) -> bool:
-    """A real number that is not a bool."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+        check_range(self, "band_limit", gt=0.0, le=1.0)
+        check_choice(self, "probe_kind", PROBE_KINDS)
+        check_range(self, "probe_diameter", gt=0, le=self.N)
+        check_choice(self, "scan_kind", SCAN_KINDS)
+        check_range(self, "step", gt=0)
+        check_range(self, "n_points", ge=1)
+        check_range(self, "jitter", ge=0)
+        check_range(self, "nphotons", gt=0)
+        check_range(self, "seed", ge=0)
+        check_range(self, "object_seed", ge=0)
 
 
 def _plain(value: Any) -> Any:
