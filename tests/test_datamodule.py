@@ -9,6 +9,7 @@ import torch
 
 from ptychopinn.config import ModelConfig, TrainingConfig
 from ptychopinn.data.simulate import simulate_dataset
+from ptychopinn.data.types import OBJECT_IS_TRUTH_KEY
 from ptychopinn.errors import DataValidationError
 from ptychopinn.workflows.datamodule import ScanDataModule
 
@@ -70,6 +71,6 @@ def test_labels_only_when_a_loss_needs_them(scans):
     supervised = ScanDataModule(scans[0], _config(model={"model_type": "supervised"}))
     assert supervised.train_set[0]["labels"].shape == (4, 32, 32)
     # an object that is not a ground truth (a Ptychodus product's guess) is no label source
-    guess = dataclasses.replace(scans[0], labels=None, metadata={"object_is_truth": False})
+    guess = dataclasses.replace(scans[0], labels=None, metadata={OBJECT_IS_TRUTH_KEY: False})
     with pytest.raises(DataValidationError, match="ground-truth patches"):
         ScanDataModule(guess, _config(realspace_weight=1.0))

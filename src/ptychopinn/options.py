@@ -20,9 +20,6 @@ from ptychopinn.atomic import atomic_write
 from ptychopinn.config import (
     RECIPE_DIR,
     SECTION_CLASSES,
-    ExecutionConfig,
-    TrainingConfig,
-    config_sections,
     describe,
 )
 
@@ -74,11 +71,6 @@ def save_config_yaml(
     """Write :func:`commented_yaml` atomically (a temporary file renamed over ``path``)."""
     text = commented_yaml(sections, header)
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
-def default_sections() -> dict[str, dict[str, Any]]:
-    """The defaults (the recipe) as ``model``/``training``/``execution`` sections."""
-    return config_sections(TrainingConfig(), ExecutionConfig())
 
 
 def _default_text(f: dataclasses.Field) -> str:

@@ -30,7 +30,7 @@ import numpy as np
 
 from ptychopinn.atomic import atomic_write
 from ptychopinn.data.npz import from_arrays, load_npz
-from ptychopinn.data.types import PtychoData
+from ptychopinn.data.types import OBJECT_IS_TRUTH_KEY, PtychoData
 from ptychopinn.errors import ConfigError, DataValidationError
 
 if TYPE_CHECKING:
@@ -53,8 +53,6 @@ __all__ = [
 DIFFRACTION_FILE_NAME = "diffraction.h5"
 #: File suffixes read as a Ptychodus product.
 PRODUCT_SUFFIXES = (".h5", ".hdf5")
-#: ``PtychoData.metadata`` key that is False when ``object`` is not a ground truth.
-OBJECT_IS_TRUTH_KEY = "object_is_truth"
 #: ``PtychoData.metadata`` key holding the physical geometry of a scan read from a file
 #: with units (see :func:`_geometry`); :func:`save_product` writes the result back with it.
 GEOMETRY_KEY = "physical_geometry"

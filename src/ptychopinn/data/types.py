@@ -16,6 +16,10 @@ def evenly_spaced_index(m: int, max_count: int | None) -> np.ndarray:
     return np.unique(np.linspace(0, m - 1, max_count).round().astype(np.int64))
 
 
+#: ``PtychoData.metadata`` key that is False when ``object`` is not a ground truth.
+OBJECT_IS_TRUTH_KEY = "object_is_truth"
+
+
 @dataclass
 class PtychoData:
     """A validated ptychographic scan.
@@ -56,6 +60,16 @@ class PtychoData:
             self.xcoords_start = np.asarray(self.xcoords, dtype=np.float64).copy()
         if self.ycoords_start is None:
             self.ycoords_start = np.asarray(self.ycoords, dtype=np.float64).copy()
+
+    @property
+    def object_is_truth(self) -> bool:
+        """Whether ``object`` is a ground truth to score against and cut labels from.
+
+        Readers of files whose object is a starting guess or an earlier reconstruction (a
+        Ptychodus product) set ``metadata[OBJECT_IS_TRUTH_KEY] = False``; the object still
+        defines the canvas.
+        """
+        return self.object is not None and self.metadata.get(OBJECT_IS_TRUTH_KEY) is not False
 
     @property
     def n_positions(self) -> int:

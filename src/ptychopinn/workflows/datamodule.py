@@ -45,7 +45,7 @@ def training_labels(data: PtychoData) -> np.ndarray | None:
     """Ground-truth patches: ``Y`` when present, else cut from ``objectGuess``, else None."""
     if data.labels is not None:
         return data.labels
-    if data.object is not None and data.metadata.get("object_is_truth") is not False:
+    if data.object_is_truth:
         return extract_patches_exact(data.object, data.xcoords, data.ycoords, data.N)
     return None
 

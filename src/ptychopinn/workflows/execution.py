@@ -182,7 +182,7 @@ def _mlflow_logger(execution: ExecutionConfig, output_dir: Path):
         experiment_name=execution.mlflow_experiment,
         tracking_uri=uri,
         artifact_location=artifacts,
-        log_model=False,  # the project's archive is logged instead (log_run_files)
+        log_model=False,  # the project's archive is logged instead (log_run_outputs)
     )
 
 

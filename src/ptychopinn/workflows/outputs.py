@@ -92,7 +92,7 @@ def write_outputs(
     )
     save_object_pictures(rec.object, out, stem=names.picture_stem, mask=illuminated)
     save_reconstruction_npz(rec, out / names.npz)
-    if data.object is None or data.metadata.get("object_is_truth") is False:
+    if not data.object_is_truth:
         # No truth (a Ptychodus product's object is a guess): an earlier scan's metrics
         # must not pass for this one's.
         remove_outputs(out, suffix=suffix, only_metrics=True)
