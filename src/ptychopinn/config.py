@@ -164,7 +164,7 @@ def coerce_fields(obj: Any) -> None:
 def option(default: Any = dataclasses.MISSING, doc: str = "", *, factory=None, **meta) -> Any:
     """A dataclass field with its one-line description (``--help``, commented YAML, docs).
 
-    ``meta`` adds CLI hints: ``nargs`` (several values) and ``default_text`` (how a
+    ``meta`` adds CLI hints: ``nargs`` (several values), ``metavar`` and ``default_text`` (how a
     computed default reads).
     """
     if not doc:

@@ -33,12 +33,13 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, *, skip=()) -> 
         default = f.default if not callable(f.default_factory) else f.default_factory()  # type: ignore[misc]
         default = f.metadata.get("default_text", default)
         nargs = f.metadata.get("nargs")
+        several = {None: "", "+": "; several values allowed"}.get(nargs, f"; {nargs} values")
         group.add_argument(
             f"--{f.name}",
             default=None,
-            metavar="VALUE",
+            metavar=f.metadata.get("metavar", "VALUE"),
             nargs=nargs,
-            help=_help(f, default) + ("; several values allowed" if nargs else ""),
+            help=_help(f, default) + several,
         )
         names.append(f.name)
     return names

@@ -6,10 +6,10 @@ import argparse
 import dataclasses
 import json
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 from ptychopinn.cli.common import configure_logging, run_cli
+from ptychopinn.cli.config_flags import add_config_flags
 from ptychopinn.config import parse_bool
 from ptychopinn.data.npz import save_npz
 from ptychopinn.data.simulate import SimulationConfig, simulate_dataset
@@ -20,27 +20,6 @@ from ptychopinn.progress import Progress
 MAX_OBJECTS = 10_000
 
 
-def _none_or(kind):
-    """``kind``, or None for none/null (an Optional field)."""
-
-    def parse(text: str):
-        return None if text.strip().lower() in ("none", "null") else kind(text)
-
-    parse.__name__ = kind.__name__
-    return parse
-
-
-def _flag(hint: str) -> tuple[object, int | None]:
-    """(argparse type, nargs) for a :class:`SimulationConfig` field's type hint."""
-    base = hint.replace(" | None", "")
-    if base.startswith("tuple[float"):
-        return float, 2
-    if base.startswith("int | tuple"):  # object_size: one int (a square) or H W
-        return int, "+"
-    kind = {"int": int, "float": float, "str": str, "bool": parse_bool}[base]
-    return (_none_or(kind) if "None" in hint else kind), None
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         allow_abbrev=False,
@@ -49,18 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
         "and write it as an NPZ with objectGuess as ground truth.",
     )
     p.add_argument("--output", "-o", required=True, help="output .npz path")
-    group = p.add_argument_group("SimulationConfig fields")
-    for f in fields(SimulationConfig):
-        kind, nargs = _flag(str(f.type))
-        default = f.default
-        group.add_argument(
-            f"--{f.name}",
-            type=kind,
-            nargs=nargs,
-            default=argparse.SUPPRESS,  # absent flags stay absent; "none" is a value
-            metavar=("LO", "HI") if nargs == 2 else "VALUE",
-            help=f"{f.metadata.get('doc', '')} (default: {default})".replace("%", "%%"),
-        )
+    # Values stay strings ("none" included); SimulationConfig coerces and checks them.
+    p.set_defaults(_field_names=add_config_flags(p, SimulationConfig))
     p.add_argument(
         "--as_counts",
         type=parse_bool,
@@ -95,10 +64,8 @@ def corpus_paths(output: str, n_objects: int) -> list[Path]:
 def _main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
-    names = {f.name for f in fields(SimulationConfig)}
-    overrides = {
-        k: (tuple(v) if isinstance(v, list) else v) for k, v in vars(args).items() if k in names
-    }
+    given = {n: getattr(args, n) for n in args._field_names if getattr(args, n) is not None}
+    overrides = {k: (tuple(v) if isinstance(v, list) else v) for k, v in given.items()}
     if isinstance(overrides.get("object_size"), tuple) and len(overrides["object_size"]) == 1:
         overrides["object_size"] = overrides["object_size"][0]
     if not 1 <= args.n_objects <= MAX_OBJECTS:

@@ -42,14 +42,18 @@ class SimulationConfig:
     """
 
     N: int = option(64, "diffraction pattern (and probe) size in pixels")
-    object_size: int | tuple[int, int] = option(256, "object size in pixels (a square, or H W)")
+    object_size: int | tuple[int, int] = option(
+        256, "object size in pixels (a square, or H W)", nargs="+"
+    )
     object_amplitude: str = option(
         "grf", "amplitude pattern: lines, grf, constant, disks or an image"
     )
     object_phase: str = option("lines", "phase pattern (same kinds as object_amplitude)")
-    amplitude_range: tuple[float, float] = option((0.5, 1.0), "amplitude from LO to HI")
+    amplitude_range: tuple[float, float] = option(
+        (0.5, 1.0), "amplitude from LO to HI", nargs=2, metavar=("LO", "HI")
+    )
     phase_range: tuple[float, float] = option(
-        (-np.pi / 2, np.pi / 2), "phase from LO to HI (radians)"
+        (-np.pi / 2, np.pi / 2), "phase from LO to HI (radians)", nargs=2, metavar=("LO", "HI")
     )
     band_limit: float | None = option(
         0.5, "object band limit as a fraction of Nyquist; none: not band-limited"
