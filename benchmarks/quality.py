@@ -135,6 +135,8 @@ def train_model(
             n_groups=None,
             output_dir=out,
             seed=seed,
+            learning_rate=args.learning_rate,
+            scheduler=args.scheduler,
             **spec,
         )
         ex = ExecutionConfig(
@@ -142,8 +144,6 @@ def train_model(
             logger="none",
             enable_progress_bar=False,
             enable_checkpointing=False,
-            learning_rate=args.learning_rate,
-            scheduler=args.scheduler,
         )
         start = time.perf_counter()
         result = train(train_scan, cfg, ex)
@@ -253,12 +253,12 @@ def main() -> None:
     )
     p.add_argument("--epochs", type=int, default=TrainingConfig().nepochs)
     # The recipe is the config defaults (defined once, in ptychopinn.config).
-    model_d, train_d, exec_d = ModelConfig(), TrainingConfig(), ExecutionConfig()
+    model_d, train_d = ModelConfig(), TrainingConfig()
     p.add_argument("--batch_size", type=int, default=train_d.batch_size)
     p.add_argument("--gridsize", type=int, default=model_d.gridsize)
     p.add_argument("--n_filters_scale", type=int, default=model_d.n_filters_scale)
-    p.add_argument("--learning_rate", type=float, default=exec_d.learning_rate)
-    p.add_argument("--scheduler", default=exec_d.scheduler)
+    p.add_argument("--learning_rate", type=float, default=train_d.learning_rate)
+    p.add_argument("--scheduler", default=train_d.scheduler, choices=TrainingConfig.SCHEDULERS)
     p.add_argument(
         "--normalization", default=model_d.normalization, choices=["none", "batch", "group"]
     )

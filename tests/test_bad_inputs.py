@@ -59,9 +59,9 @@ def test_tensorboard_without_the_extra_names_it(tmp_path):
 @pytest.mark.parametrize(
     "argv, expected",
     [
-        (["--n_subsample", "-3"], "--n_subsample"),
-        (["--subsample_seed", "-1"], "--subsample_seed"),
-        (["--n_images", "0"], "--n_images"),
+        (["--n_subsample", "-3"], "n_subsample"),
+        (["--subsample_seed", "-1"], "subsample_seed"),
+        (["--n_images", "0"], "n_groups"),
     ],
 )
 def test_inference_subset_flags_are_checked(tmp_path, capsys, argv, expected):

@@ -148,6 +148,22 @@ def test_inference_subsets(workdir, capsys):
     assert not (out / "comparison_plot.png").exists()
 
 
+def test_inference_reads_its_config_and_names_what_is_missing(workdir, tmp_path, capsys):
+    """ptycho_inference's flags are InferenceConfig's: a YAML gives them, flags win."""
+    cfg = tmp_path / "infer.yaml"
+    cfg.write_text(
+        f"inference:\n  model_path: {workdir / 'model'}\n  test_data_file: {workdir / 'test.npz'}\n"
+        f"  n_groups: 12\n  output_dir: {tmp_path / 'from_yaml'}\nexecution:\n  accelerator: cpu\n"
+    )
+    assert inference_cli.main(["--config", str(cfg), "--n_groups", "9"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["positions"] == 9 and summary["output_dir"] == str(tmp_path / "from_yaml")
+    assert (tmp_path / "from_yaml" / "reconstruction.npz").exists()
+    code = inference_cli.main(["--test_data", str(workdir / "test.npz")])
+    err = capsys.readouterr().err
+    assert code == 2 and "model_path: required" in err and "Traceback" not in err
+
+
 def test_cli_overrides_yaml(workdir, tmp_path):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(

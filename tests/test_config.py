@@ -61,6 +61,8 @@ def test_defaults():
     assert t.train_data_file is None and t.n_subsample is None and t.subsample_seed is None
     assert t.positions_provided and t.intensity_scale_trainable
     assert not t.probe_trainable and not t.sequential_sampling
+    assert t.learning_rate == 1e-3 and t.scheduler == "cosine" and t.gradient_clip_val is None
+    assert t.warmup_epochs is None and t.min_lr_ratio == 0.01  # automatic warm-up
 
     i = InferenceConfig()
     assert i.model_path is None and i.n_groups is None and i.output_dir == "inference_outputs"
@@ -68,9 +70,7 @@ def test_defaults():
 
     e = ExecutionConfig()
     assert (e.accelerator, e.devices, e.strategy, e.precision) == ("auto", 1, "auto", "32-true")
-    assert e.learning_rate == 1e-3 and e.scheduler == "cosine" and e.logger == "csv"
-    assert e.warmup_epochs is None and e.min_lr_ratio == 0.01  # automatic warm-up
-    assert e.inference_batch_size == 64 and e.gradient_clip_val is None
+    assert e.logger == "csv" and e.inference_batch_size == 64
     assert e.early_stopping_patience is None and e.checkpoint_save_top_k == 1
 
 
@@ -107,8 +107,9 @@ def test_default_model_instances_are_not_shared():
         (ExecutionConfig, {"strategy": "fsdp"}, "strategy"),
         (ExecutionConfig, {"precision": "8-true"}, "precision"),
         (ExecutionConfig, {"num_workers": -1}, "num_workers"),
-        (ExecutionConfig, {"learning_rate": 0.0}, "learning_rate"),
-        (ExecutionConfig, {"scheduler": "cyclic"}, "scheduler"),
+        (TrainingConfig, {"learning_rate": 0.0}, "learning_rate"),
+        (TrainingConfig, {"scheduler": "cyclic"}, "scheduler"),
+        (TrainingConfig, {"min_lr_ratio": 1.5}, "min_lr_ratio"),
         (ExecutionConfig, {"logger": "wandb"}, "logger"),
         (ExecutionConfig, {"inference_batch_size": 0}, "inference_batch_size"),
     ],
@@ -174,7 +175,7 @@ def test_coerce_value():
     assert coerce_value(TrainingConfig, "nphotons", "1e9") == 1e9
     assert coerce_value(TrainingConfig, "n_groups", "none") is None
     assert coerce_value(TrainingConfig, "n_groups", "Null") is None
-    assert coerce_value(ExecutionConfig, "gradient_clip_val", "0.5") == 0.5
+    assert coerce_value(TrainingConfig, "gradient_clip_val", "0.5") == 0.5
     assert coerce_value(ExecutionConfig, "precision", "bf16") == "bf16-mixed"
     with pytest.raises(ConfigError, match=r"TrainingConfig\.nepochs.*'ten'"):
         coerce_value(TrainingConfig, "nepochs", "ten")
@@ -275,7 +276,7 @@ def test_yaml_round_trip(tmp_path):
     i = InferenceConfig(model=ModelConfig(N=32), model_path="m.zip", n_groups=10, debug=True)
     assert load_inference_config(save_yaml(i, tmp_path / "infer.yaml")) == i
 
-    e = ExecutionConfig(learning_rate=5e-4, precision="bf16-mixed", gradient_clip_val=1.0)
+    e = ExecutionConfig(precision="bf16-mixed", accumulate_grad_batches=2)
     assert load_execution_config(save_yaml({"execution": e}, tmp_path / "exec.yaml")) == e
 
 
@@ -295,12 +296,44 @@ def test_flat_yaml(tmp_path):
     )
     t = load_training_config(path)
     assert t == TrainingConfig(
-        model=ModelConfig(N=64, gridsize=2), nepochs=10, nphotons=1e6, n_groups=None
+        model=ModelConfig(N=64, gridsize=2),
+        nepochs=10,
+        nphotons=1e6,
+        n_groups=None,
+        learning_rate=1e-4,
     )
     i = load_inference_config(path)
     assert i.model.gridsize == 2 and i.model_path == "model.zip" and i.debug is True
     assert i.n_groups is None
-    assert load_execution_config(path).learning_rate == pytest.approx(1e-4)
+    assert load_execution_config(path) == ExecutionConfig()
+
+
+def test_optimiser_settings_of_old_configs_move_to_training(tmp_path, caplog):
+    """0.1.0 kept the optimiser under execution: such YAML still loads, with a warning."""
+    path = _write(
+        tmp_path,
+        """
+        training:
+          nepochs: 3
+        execution:
+          accelerator: cpu
+          learning_rate: 2e-4
+          scheduler: step
+          gradient_clip_val: 1.0
+        """,
+    )
+    with caplog.at_level("WARNING"):
+        t = load_training_config(path)
+    assert (t.learning_rate, t.scheduler, t.gradient_clip_val) == (2e-4, "step", 1.0)
+    assert load_execution_config(path) == ExecutionConfig(accelerator="cpu")
+    assert "learning_rate, scheduler, gradient_clip_val under execution is deprecated" in (
+        caplog.text
+    )
+    clash = _write(
+        tmp_path, "training:\n  learning_rate: 1e-3\nexecution:\n  learning_rate: 1e-4\n", "c.yaml"
+    )
+    with pytest.raises(ConfigError, match=r"'learning_rate' is given under training"):
+        load_training_config(clash)
 
 
 def test_sectioned_yaml(tmp_path):
@@ -424,7 +457,7 @@ def test_configs_are_picklable():
         ModelConfig(N=32),
         TrainingConfig(nepochs=3),
         InferenceConfig(debug=True),
-        ExecutionConfig(scheduler="cosine"),
+        ExecutionConfig(precision="bf16-mixed"),
     ):
         assert pickle.loads(pickle.dumps(cfg)) == cfg
 

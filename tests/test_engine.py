@@ -117,8 +117,9 @@ def test_training_reduces_loss_and_beats_trivial_reconstruction(small_scan, tmp_
         batch_size=4,
         n_groups=None,
         output_dir=str(tmp_path),
+        learning_rate=1e-3,
     )
-    result = train(d, cfg, quiet_execution(learning_rate=1e-3))
+    result = train(d, cfg, quiet_execution())
     history = np.genfromtxt(tmp_path / "logs" / "metrics.csv", delimiter=",", names=True)
     epoch_loss = history["train_loss_epoch"][~np.isnan(history["train_loss_epoch"])]
     assert epoch_loss[-1] < 0.7 * epoch_loss[0], epoch_loss

@@ -153,6 +153,8 @@ def test_too_few_positions() -> None:
         ({"gridsize": 0}, "gridsize"),
         ({"gridsize": 2, "neighbor_count": 0}, "neighbor_count"),
         ({"gridsize": 2, "n_groups": 0}, "n_groups"),
+        ({"gridsize": True}, "gridsize: expected an integer >= 1, found True"),
+        ({"gridsize": 2, "n_groups": 2.5}, "n_groups: expected an integer >= 1, found 2.5"),
     ],
 )
 def test_bad_arguments(kwargs: dict, match: str) -> None:

@@ -11,7 +11,7 @@ import pytest
 from ptychopinn.bundle import ARCHIVE_NAME
 from ptychopinn.cli import simulate as simulate_cli
 from ptychopinn.cli import train as train_cli
-from ptychopinn.config import ExecutionConfig
+from ptychopinn.config import ExecutionConfig, TrainingConfig
 from ptychopinn.errors import ConfigError
 from ptychopinn.workflows import execution
 from train_flags import fast_train
@@ -98,7 +98,10 @@ def test_a_missing_extra_is_one_line_naming_it(scans, tmp_path, monkeypatch, cap
     )
     with pytest.raises(ConfigError, match=r"missing: alembic.*ptychopinn\[mlflow\]"):
         execution.build_trainer(
-            ExecutionConfig(logger="mlflow"), max_epochs=1, output_dir=tmp_path, monitor="loss"
+            ExecutionConfig(logger="mlflow"),
+            TrainingConfig(nepochs=1),
+            output_dir=tmp_path,
+            monitor="loss",
         )
     argv = ["--train_data_file", str(scans / "train.npz"), "--output_dir", str(tmp_path), *TRAIN]
     assert train_cli.main(argv) != 0

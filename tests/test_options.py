@@ -32,8 +32,8 @@ def test_every_field_has_a_one_line_description(cls):
 
 
 def test_commented_yaml_round_trips_and_comments_every_key(tmp_path):
-    training = TrainingConfig(nepochs=7, batch_size=8)
-    execution = ExecutionConfig(learning_rate=3e-4, warmup_epochs=0.5)
+    training = TrainingConfig(nepochs=7, batch_size=8, learning_rate=3e-4, warmup_epochs=0.5)
+    execution = ExecutionConfig(accelerator="cpu", num_workers=1)
     text = commented_yaml(config_sections(training, execution), "a header")
     assert text.startswith("# a header\n")
     lines = text.splitlines()
@@ -57,6 +57,30 @@ def test_print_config_prints_the_resolved_config_and_exits(tmp_path, capsys):
     assert load_training_config(path) == TrainingConfig(nepochs=3)
     assert load_execution_config(path) == ExecutionConfig(logger="none")
     assert not list(tmp_path.glob("training_outputs"))
+
+
+def test_optimiser_flags_are_training_flags_and_old_spellings_still_work(capsys, caplog):
+    args = ["--print-config", "--learning_rate", "3e-4", "--torch-scheduler", "step"]
+    with caplog.at_level("WARNING"):
+        assert train_cli.main(args) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["training"]["learning_rate"] == 3e-4
+    assert printed["training"]["scheduler"] == "step"
+    assert "learning_rate" not in printed["execution"]
+    assert "--torch-scheduler is deprecated; use --scheduler" in caplog.text
+
+
+def test_checkpoint_hyperparameters_of_0_1_0_load():
+    """0.1.0 checkpoints hold the optimiser settings in the execution hyper-parameters."""
+    from ptychopinn.model.lightning_module import PINNLightningModule
+
+    sections = config_sections(TrainingConfig(nepochs=2))
+    for key in ("learning_rate", "scheduler"):
+        sections["training"].pop(key)
+    old_execution = {**sections["execution"], "learning_rate": 5e-4, "scheduler": "none"}
+    module = PINNLightningModule(sections["model"], sections["training"], old_execution)
+    assert module.training_config.learning_rate == 5e-4
+    assert module.training_config.scheduler == "none"
 
 
 def test_help_shows_descriptions(capsys):

@@ -36,15 +36,14 @@ from ptycho_torch.model import PtychoPINN_Lightning
 from ptycho_torch.translate import (
     Configs,
     UnsupportedOptionWarning,
-    core_execution_config,
     core_training_config,
     gridsize_of,
     resolve_device,
     unsupported_options,
 )
 from ptychopinn.bundle import save_model
-from ptychopinn.config import ExecutionConfig
 from ptychopinn.config import ModelConfig as CoreModelConfig
+from ptychopinn.config import TrainingConfig as CoreTrainingConfig
 from ptychopinn.data.npz import save_npz
 from ptychopinn.data.simulate import extract_patches_exact
 from ptychopinn.errors import ArchiveError, ConfigError, DataValidationError
@@ -193,6 +192,24 @@ def test_torch_configs_accept_every_ptychodus_field_and_pickle():
         gridsize_of(tcp.DataConfig(C=3))
 
 
+def test_torch_configs_are_checked_by_the_core_rules():
+    """The same coercion as the core configs: lossless conversions pass, the rest is one
+    line naming the field."""
+    t = tcp.TrainingConfig(epochs=5.0, output_dir=Path("run"), training_directories=[Path("a")])
+    assert (t.epochs, t.output_dir, t.training_directories) == (5, "run", ["a"])
+    assert tcp.ModelConfig(amp_loss="none").amp_loss is None
+    assert tcp.DataConfig(grid_size=[3, 3]).grid_size == (3, 3)
+    for cls, kw, expected in [
+        (tcp.ModelConfig, {"batch_norm": "maybe"}, r"ModelConfig\.batch_norm: expected a boolean"),
+        (tcp.DataConfig, {"x_bounds": (0.1,)}, r"DataConfig\.x_bounds: expected a sequence"),
+        (tcp.TrainingConfig, {"learning_rate": 0}, r"learning_rate: expected a value > 0"),
+        (tcp.TrainingConfig, {"epochs": 2.5}, r"TrainingConfig\.epochs: expected an integer"),
+        (tcp.InferenceConfig, {"patch_weighting": "max"}, r"patch_weighting: expected one of"),
+    ]:
+        with pytest.raises(ConfigError, match=expected):
+            cls(**kw)
+
+
 def test_unimplemented_torch_options_are_listed_not_fatal():
     cfg = Configs(**_ptychodus_torch_configs())
     found = unsupported_options(cfg)
@@ -229,8 +246,8 @@ def test_ptychodus_torch_defaults_train_the_recipe():
         tcp.InferenceConfig(),
     )
     assert core_training_config(cfg).model.normalization == CoreModelConfig().normalization
-    ex = core_execution_config(cfg, quiet=True)
-    recipe = ExecutionConfig()
+    ex = core_training_config(cfg)
+    recipe = CoreTrainingConfig()
     assert (ex.scheduler, ex.warmup_epochs, ex.min_lr_ratio) == (
         recipe.scheduler,
         recipe.warmup_epochs,
@@ -238,7 +255,7 @@ def test_ptychodus_torch_defaults_train_the_recipe():
     )
     cosine = Configs(cfg.data, cfg.model, tcp.TrainingConfig(scheduler="Cosine", warmup_epochs=2),
                      cfg.inference)  # fmt: skip
-    ex = core_execution_config(cosine, quiet=True)
+    ex = core_training_config(cosine)
     assert (ex.scheduler, ex.warmup_epochs, ex.min_lr_ratio) == ("cosine", 2, 0.1)
 
 

@@ -62,10 +62,9 @@ def test_training_steps_the_schedule_per_batch(tiny_scan, tmp_path):
         nepochs=2,
         batch_size=8,
         output_dir=str(tmp_path),
+        warmup_epochs=1,
     )
-    ex = ExecutionConfig(
-        logger="none", enable_progress_bar=False, enable_checkpointing=False, warmup_epochs=1
-    )
+    ex = ExecutionConfig(logger="none", enable_progress_bar=False, enable_checkpointing=False)
     result = train(tiny_scan, cfg, ex)
     per_epoch = math.ceil(tiny_scan.n_positions / 8)
     sched = result.trainer.lr_scheduler_configs[0]
@@ -75,4 +74,4 @@ def test_training_steps_the_schedule_per_batch(tiny_scan, tmp_path):
     assert factor(per_epoch - 1) == pytest.approx(1.0)
     assert sched.scheduler.last_epoch == 2 * per_epoch  # stepped after every batch
     lr_now = result.trainer.optimizers[0].param_groups[0]["lr"]
-    assert lr_now == pytest.approx(ex.learning_rate * ex.min_lr_ratio, rel=1e-6)
+    assert lr_now == pytest.approx(cfg.learning_rate * cfg.min_lr_ratio, rel=1e-6)

@@ -2,7 +2,8 @@
 
 Plain, picklable dataclasses of scalars and tuples (Ptychodus builds them in its parent
 process and pickles them to the child); importing this module does not import torch.
-Every field Ptychodus 1.7.0 sets is accepted. Values are checked for type and range here;
+Every field Ptychodus 1.7.0 sets is accepted. Values are checked for type and range here, by
+the core configs' checks (:func:`ptychopinn.config.coerce_fields` reads the type hints);
 whether the engine implements an option is decided when the configs are applied
 (:mod:`ptycho_torch.translate`), where unimplemented options give a warning, not an error.
 Defaults describe what the engine does, so a default config warns about nothing.
@@ -12,11 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from ptychopinn.config import check_choice, check_range, coerce_fields, field_error
 from ptychopinn.errors import ConfigError
 
 #: Architecture variants of the original PyTorch engine (attention blocks, shared decoder);
@@ -45,59 +45,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def _fail(obj: Any, name: str, expected: str) -> ConfigError:
-    return ConfigError(
-        f"{type(obj).__name__}.{name}: expected {expected}, found {getattr(obj, name)!r}"
-    )
-
-
-def _choice(obj: Any, name: str, choices: tuple[Any, ...]) -> None:
-    if getattr(obj, name) not in choices:
-        raise _fail(obj, name, f"one of {', '.join(map(repr, choices))}")
-
-
-def _integer(obj: Any, name: str, minimum: int) -> None:
-    value = getattr(obj, name)
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-        setattr(obj, name, value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _fail(obj, name, f"an integer >= {minimum}")
-
-
-def _number(obj: Any, name: str, minimum: float | None = None, optional: bool = False) -> None:
-    value = getattr(obj, name)
-    if value is None and optional:
-        return
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or (minimum is not None and value < minimum):
-        bound = f" >= {minimum}" if minimum is not None else ""
-        raise _fail(obj, name, f"a finite number{bound}{' or None' if optional else ''}")
-    setattr(obj, name, float(value))
-
-
-def _flag(obj: Any, name: str) -> None:
-    if not isinstance(getattr(obj, name), bool):
-        raise _fail(obj, name, "True or False")
-
-
-def _pair(obj: Any, name: str, kind: type) -> None:
-    value = getattr(obj, name)
-    try:
-        pair = tuple(kind(v) for v in value)
-    except (TypeError, ValueError):
-        raise _fail(obj, name, f"a pair of {kind.__name__}s") from None
-    if len(pair) != 2:
-        raise _fail(obj, name, f"a pair of {kind.__name__}s")
-    setattr(obj, name, pair)
-
-
-def _path(obj: Any, name: str) -> None:
-    value = getattr(obj, name)
-    if isinstance(value, os.PathLike):
-        setattr(obj, name, os.fspath(value))
-    elif value is not None and not isinstance(value, str):
-        raise _fail(obj, name, "a path or None")
+def _at_least(obj: Any, names: tuple[str, ...], minimum: float) -> None:
+    for name in names:
+        check_range(obj, name, ge=minimum)
 
 
 @dataclass
@@ -137,23 +87,16 @@ class DataConfig:
     DATA_SCALINGS = ("Parseval", "Max")
 
     def __post_init__(self) -> None:
-        for name in ("N", "C", "K"):
-            _integer(self, name, 1)
-        for name in ("K_quadrant", "n_subsample"):
-            _integer(self, name, 0 if name == "K_quadrant" else 1)
-        if self.subsample_seed is not None:
-            _integer(self, "subsample_seed", 0)
-        _pair(self, "grid_size", int)
-        _choice(self, "neighbor_function", self.NEIGHBOR_FUNCTIONS)
-        _choice(self, "scan_pattern", self.SCAN_PATTERNS)
-        _choice(self, "normalize", self.NORMALIZE_MODES)
-        _choice(self, "data_scaling", self.DATA_SCALINGS)
-        for name in ("min_neighbor_distance", "max_neighbor_distance", "probe_scale", "nphotons"):
-            _number(self, name, 0.0)
-        for name in ("probe_normalize", "phase_subtraction", "probe_ramp_removal"):
-            _flag(self, name)
-        _pair(self, "x_bounds", float)
-        _pair(self, "y_bounds", float)
+        coerce_fields(self)
+        _at_least(self, ("N", "C", "K", "n_subsample"), 1)
+        _at_least(self, ("K_quadrant", "subsample_seed"), 0)
+        check_choice(self, "neighbor_function", self.NEIGHBOR_FUNCTIONS)
+        check_choice(self, "scan_pattern", self.SCAN_PATTERNS)
+        check_choice(self, "normalize", self.NORMALIZE_MODES)
+        check_choice(self, "data_scaling", self.DATA_SCALINGS)
+        _at_least(
+            self, ("min_neighbor_distance", "max_neighbor_distance", "probe_scale", "nphotons"), 0
+        )
 
 
 @dataclass
@@ -207,39 +150,23 @@ class ModelConfig:
     AUX_LOSSES = (None, "Total_Variation", "Mean_Deviation")
 
     def __post_init__(self) -> None:
-        _choice(self, "mode", self.MODES)
-        if not isinstance(self.architecture, str):
-            raise _fail(self, "architecture", "a string")
-        _choice(self, "loss_function", self.LOSS_FUNCTIONS)
-        _choice(self, "amp_activation", self.AMP_ACTIVATIONS)
-        for name in ("amp_loss", "phase_loss"):
-            if isinstance(getattr(self, name), str) and getattr(self, name).lower() == "none":
-                setattr(self, name, None)
-            _choice(self, name, self.AUX_LOSSES)
-        for name in (
+        coerce_fields(self)  # "none" for amp_loss/phase_loss is None
+        check_choice(self, "mode", self.MODES)
+        check_choice(self, "loss_function", self.LOSS_FUNCTIONS)
+        check_choice(self, "amp_activation", self.AMP_ACTIVATIONS)
+        check_choice(self, "amp_loss", self.AUX_LOSSES)
+        check_choice(self, "phase_loss", self.AUX_LOSSES)
+        positive_counts = (
             "n_filters_scale",
             "num_datasets",
             "C_model",
             "C_forward",
             "decoder_last_amp_channels",
             "decoder_spatial_kernel",
-        ):
-            _integer(self, name, 1)
-        for name in ("max_position_jitter", "edge_pad", "offset"):
-            _integer(self, name, 0)
-        if self.probe_mask is not None:
-            _flag(self, "probe_mask")
-        for name in (
-            "object_big",
-            "probe_big",
-            "pad_object",
-            "intensity_scale_trainable",
-            "batch_norm",
-            *ARCHITECTURE_EXTRAS,
-            "amplitude_variance_loss",
-        ):
-            _flag(self, name)
-        for name in (
+        )
+        _at_least(self, positive_counts, 1)
+        _at_least(self, ("max_position_jitter", "edge_pad", "offset"), 0)
+        non_negative = (
             "gaussian_smoothing_sigma",
             "intensity_scale",
             "decoder_last_c_outer_fraction",
@@ -247,8 +174,8 @@ class ModelConfig:
             "phase_loss_coeff",
             "probe_reference_coeff",
             "amplitude_variance_coeff",
-        ):
-            _number(self, name, 0.0)
+        )
+        _at_least(self, non_negative, 0)
 
 
 @dataclass
@@ -306,9 +233,9 @@ class TrainingConfig:
     DEVICES = ("auto", "cpu", "cuda", "gpu", "mps")
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "n_devices", "accum_steps"):
-            _integer(self, name, 1)
-        for name in (
+        coerce_fields(self)
+        _at_least(self, ("epochs", "batch_size", "n_devices", "accum_steps", "n_groups"), 1)
+        counts = (
             "num_workers",
             "warmup_epochs",
             "epochs_fine_tune",
@@ -317,15 +244,11 @@ class TrainingConfig:
             "finetune_stage3_epochs",
             "finetune_early_stop_patience",
             "seed",
-        ):
-            _integer(self, name, 0)
-        if self.n_groups is not None:
-            _integer(self, "n_groups", 1)
-        _number(self, "learning_rate", 0.0)
-        if self.learning_rate <= 0:
-            raise _fail(self, "learning_rate", "a number > 0")
-        _number(self, "gradient_clip_val", 0.0, optional=True)
-        for name in (
+        )
+        _at_least(self, counts, 0)
+        check_range(self, "learning_rate", gt=0)
+        rates = (
+            "gradient_clip_val",
             "min_lr_ratio",
             "fine_tune_gamma",
             "finetune_val_split",
@@ -337,16 +260,13 @@ class TrainingConfig:
             "finetune_stage3_lr_encoder_top",
             "finetune_stage3_lr_decoder",
             "finetune_stage3_lr_phase_head",
-        ):
-            _number(self, name, 0.0)
-        for name in ("nll", "enable_staged_finetuning", "finetune_skip_stage3"):
-            _flag(self, name)
-        if not isinstance(self.device, str) or self.device.split(":")[0] not in self.DEVICES:
-            raise _fail(self, "device", f"one of {', '.join(self.DEVICES)} (or 'cuda:N')")
-        _choice(self, "scheduler", self.SCHEDULERS)
-        for name in ("output_dir", "train_data_file", "test_data_file"):
-            _path(self, name)
-        self.training_directories = [os.fspath(p) for p in self.training_directories]
+        )
+        _at_least(self, rates, 0)
+        if self.device.split(":")[0] not in self.DEVICES:
+            raise field_error(
+                self, "device", f"one of {', '.join(self.DEVICES)} (or 'cuda:N')", self.device
+            )
+        check_choice(self, "scheduler", self.SCHEDULERS)
 
 
 @dataclass
@@ -367,11 +287,10 @@ class InferenceConfig:
     PATCH_WEIGHTINGS = ("probe", "uniform")
 
     def __post_init__(self) -> None:
-        _integer(self, "batch_size", 1)
-        for name in ("middle_trim", "experiment_number", "window"):
-            _integer(self, name, 0)
-        _choice(self, "patch_weighting", self.PATCH_WEIGHTINGS)
-        _flag(self, "pad_eval")
+        coerce_fields(self)
+        check_range(self, "batch_size", ge=1)
+        _at_least(self, ("middle_trim", "experiment_number", "window"), 0)
+        check_choice(self, "patch_weighting", self.PATCH_WEIGHTINGS)
 
 
 @dataclass

@@ -55,7 +55,7 @@ __all__ = [
 
 #: Ptychodus' scheduler names; "Default" is the engine's default schedule (the recipe's cosine).
 _SCHEDULERS = {
-    "Default": ExecutionConfig.scheduler,
+    "Default": CoreTrainingConfig.scheduler,
     "Exponential": "exponential",
     "Cosine": "cosine",
 }
@@ -222,6 +222,13 @@ def core_training_config(
         probe_trainable=False,
         output_dir=output_dir,
         seed=t.seed,
+        learning_rate=t.learning_rate,
+        scheduler=_SCHEDULERS[t.scheduler],
+        warmup_epochs=t.warmup_epochs or None,
+        min_lr_ratio=(
+            t.min_lr_ratio if t.scheduler == "Cosine" else CoreTrainingConfig.min_lr_ratio
+        ),
+        gradient_clip_val=t.gradient_clip_val,
     )
 
 
@@ -239,7 +246,7 @@ def resolve_device(name: str) -> str:
 def core_execution_config(
     cfg: Configs, *, logger_kind: str = "csv", device: str | None = None, quiet: bool = False
 ) -> ExecutionConfig:
-    """How Lightning runs: device with CPU fallback, devices/strategy, optimiser options.
+    """How Lightning runs: device with CPU fallback, devices/strategy, workers, accumulation.
 
     ``quiet`` suppresses the device/strategy messages (for building a module, not a run).
     """
@@ -265,11 +272,6 @@ def core_execution_config(
         strategy=strategy,
         num_workers=t.num_workers,
         accumulate_grad_batches=t.accum_steps,
-        learning_rate=t.learning_rate,
-        scheduler=_SCHEDULERS[t.scheduler],
-        warmup_epochs=t.warmup_epochs or None,
-        min_lr_ratio=t.min_lr_ratio if t.scheduler == "Cosine" else ExecutionConfig.min_lr_ratio,
-        gradient_clip_val=t.gradient_clip_val,
         logger=logger_kind,
         inference_batch_size=i.batch_size,
         enable_progress_bar=False,

@@ -55,6 +55,8 @@ __all__ = [
     "load_inference_config",
     "load_execution_config",
     "update_legacy_dict",
+    "MOVED_TO_TRAINING",
+    "migrate_sections",
 ]
 
 logger = logging.getLogger(__name__)
@@ -109,13 +111,24 @@ IGNORED_LEGACY_KEYS: frozenset[str] = frozenset(
 
 SECTIONS: tuple[str, ...] = ("model", "training", "inference", "execution")
 
+#: The optimiser settings, ExecutionConfig fields in version 0.1.0 and TrainingConfig fields
+#: since: YAML files, archives and checkpoints that hold them under ``execution`` are read
+#: into ``training`` (:func:`migrate_sections`).
+MOVED_TO_TRAINING: tuple[str, ...] = (
+    "learning_rate",
+    "scheduler",
+    "warmup_epochs",
+    "min_lr_ratio",
+    "gradient_clip_val",
+)
+
 
 # --------------------------------------------------------------------------------------
 # Validation helpers
 # --------------------------------------------------------------------------------------
 
 
-def _fail(obj: Any, name: str, expected: str, found: Any) -> ConfigError:
+def field_error(obj: Any, name: str, expected: str, found: Any) -> ConfigError:
     return ConfigError(f"{type(obj).__name__}.{name}: expected {expected}, found {found!r}")
 
 
@@ -124,7 +137,7 @@ def check_choice(obj: Any, name: str, choices: Iterable[Any]) -> None:
     value = getattr(obj, name)
     if value not in choices:
         listed = ", ".join(repr(c) if isinstance(c, str) else str(c) for c in choices)
-        raise _fail(obj, name, f"one of {listed}", value)
+        raise field_error(obj, name, f"one of {listed}", value)
 
 
 def check_range(
@@ -145,13 +158,25 @@ def check_range(
     if value is None:
         return
     if ge is not None and not value >= ge:
-        raise _fail(obj, name, f"a value >= {ge}", value)
+        raise field_error(obj, name, f"a value >= {ge}", value)
     if gt is not None and not value > gt:
-        raise _fail(obj, name, f"a value > {gt}", value)
+        raise field_error(obj, name, f"a value > {gt}", value)
     if le is not None and not value <= le:
-        raise _fail(obj, name, f"a value <= {le}", value)
+        raise field_error(obj, name, f"a value <= {le}", value)
     if lt is not None and not value < lt:
-        raise _fail(obj, name, f"a value < {lt}", value)
+        raise field_error(obj, name, f"a value < {lt}", value)
+
+
+def check_count(name: str, value: Any, minimum: int = 0) -> int:
+    """A plain function argument that must be an integer >= ``minimum``, by the configs'
+    rules (integral numbers and numpy integers pass, booleans do not)."""
+    try:
+        count = _coerce_scalar(int, value)
+    except ValueError:
+        count = None
+    if count is None or count < minimum:
+        raise ConfigError(f"{name}: expected an integer >= {minimum}, found {value!r}")
+    return count
 
 
 def coerce_fields(obj: Any) -> None:
@@ -260,7 +285,7 @@ def _check_sampling(obj: Any) -> None:
     check_range(obj, "subsample_seed", ge=0)
     check_choice(obj, "backend", BACKENDS)
     if not obj.output_dir:
-        raise _fail(obj, "output_dir", "a non-empty directory path", obj.output_dir)
+        raise field_error(obj, "output_dir", "a non-empty directory path", obj.output_dir)
 
 
 BACKENDS: tuple[str, ...] = ("pytorch", "tensorflow")
@@ -321,6 +346,20 @@ class TrainingConfig:
     output_dir: str = option("training_outputs", "where the archive, logs and pictures go")
     backend: str = option("pytorch", "pytorch (tensorflow is not available yet)")
     seed: int = option(42, "seed of weights, grouping and shuffling (same seed, same run)")
+    learning_rate: float = option(1e-3, "Adam learning rate (peak of the schedule)")
+    scheduler: str = option(
+        "cosine", "learning-rate decay: cosine, none, step, exponential, plateau"
+    )
+    #: Keeps wide networks at large batches from collapsing.
+    warmup_epochs: float | None = option(
+        None,
+        "linear learning-rate warm-up in epochs; none: 100 steps, at most a tenth of the run",
+        default_text="none (automatic)",
+    )
+    min_lr_ratio: float = option(0.01, "where the cosine decay ends, as a fraction of the rate")
+    gradient_clip_val: float | None = option(None, "clip gradient norms to this; none: off")
+
+    SCHEDULERS: ClassVar[tuple[str, ...]] = ("none", "cosine", "step", "plateau", "exponential")
 
     def __post_init__(self) -> None:
         if isinstance(self.train_data_file, list | tuple):
@@ -343,13 +382,18 @@ class TrainingConfig:
             self.neighbor_count = max(4, group)
         check_range(self, "neighbor_count", ge=1)
         if self.model.gridsize > 1 and self.neighbor_count < group:
-            raise _fail(
+            raise field_error(
                 self,
                 "neighbor_count",
                 f"a value >= gridsize**2 = {group} (gridsize={self.model.gridsize})",
                 self.neighbor_count,
             )
         check_range(self, "seed", ge=0)
+        check_range(self, "learning_rate", gt=0)
+        check_choice(self, "scheduler", self.SCHEDULERS)
+        check_range(self, "warmup_epochs", ge=0)
+        check_range(self, "min_lr_ratio", ge=0, le=1)
+        check_range(self, "gradient_clip_val", ge=0)
 
     @property
     def train_data_files(self) -> list[str]:
@@ -373,15 +417,21 @@ class InferenceConfig:
 
     model: ModelConfig = option(doc="the network and physics model", factory=ModelConfig)
     model_path: str | None = option(None, "trained model: its directory or wts.h5.zip")
-    test_data_file: str | None = option(None, "scan to reconstruct (NPZ)")
-    n_groups: int | None = option(None, "reconstruct this many positions; none: all")
+    test_data_file: str | None = option(
+        None,
+        "scan to reconstruct: NPZ, Ptychodus product.h5 (diffraction.h5 beside it) or CXI",
+        aliases=("--test_data",),
+    )
+    n_groups: int | None = option(
+        None, "reconstruct the first this many positions; none: all", aliases=("--n_images",)
+    )
     n_subsample: int | None = option(
         None, "first draw this many scan positions at random; none: all"
     )
     subsample_seed: int | None = option(None, "seed of the n_subsample draw")
     output_dir: str = option("inference_outputs", "where the reconstruction and pictures go")
     backend: str = option("pytorch", "pytorch (tensorflow is not available yet)")
-    debug: bool = option(False, "kept for configs of the original code; not used")
+    debug: bool = option(False, "log at debug level while reconstructing (like --verbose)")
 
     def __post_init__(self) -> None:
         coerce_fields(self)
@@ -390,7 +440,11 @@ class InferenceConfig:
 
 @dataclass
 class ExecutionConfig:
-    """How torch/Lightning runs (hardware, precision, logging), not what it computes."""
+    """How torch/Lightning runs (hardware, precision, logging), not what it computes.
+
+    The optimiser and its schedule are :class:`TrainingConfig` fields; configs, archives and
+    checkpoints that still carry them here are moved over by :func:`migrate_sections`.
+    """
 
     accelerator: str = option("auto", "auto, cpu, cuda (gpu) or mps")
     devices: int = option(1, "devices to train on (more than 1: DDP)")
@@ -399,18 +453,6 @@ class ExecutionConfig:
     deterministic: bool = option(False, "deterministic torch kernels (slower)")
     num_workers: int = option(0, "data-loader worker processes (0: in the main process)")
     accumulate_grad_batches: int = option(1, "batches whose gradients make one step")
-    learning_rate: float = option(1e-3, "Adam learning rate (peak of the schedule)")
-    scheduler: str = option(
-        "cosine", "learning-rate decay: cosine, none, step, exponential, plateau"
-    )
-    #: Keeps wide networks at large batches from collapsing.
-    warmup_epochs: float | None = option(
-        None,
-        "linear learning-rate warm-up in epochs; none: 100 steps, at most a tenth of the run",
-        default_text="none (automatic)",
-    )
-    min_lr_ratio: float = option(0.01, "where the cosine decay ends, as a fraction of the rate")
-    gradient_clip_val: float | None = option(None, "clip gradient norms to this; none: off")
     logger: str = option("csv", "csv, tensorboard, mlflow (each keeps logs/metrics.csv) or none")
     mlflow_tracking_uri: str | None = option(
         None,
@@ -434,7 +476,6 @@ class ExecutionConfig:
         "single_device",
     )
     PRECISIONS: ClassVar[tuple[str, ...]] = ("32-true", "16-mixed", "bf16-mixed", "64-true")
-    SCHEDULERS: ClassVar[tuple[str, ...]] = ("none", "cosine", "step", "plateau", "exponential")
     LOGGERS: ClassVar[tuple[str, ...]] = ("csv", "tensorboard", "mlflow", "none")
     #: Lightning's short precision spellings, accepted on input.
     _VALUE_ALIASES: ClassVar[dict[str, dict[str, str]]] = {
@@ -449,11 +490,6 @@ class ExecutionConfig:
         check_choice(self, "precision", self.PRECISIONS)
         check_range(self, "num_workers", ge=0)
         check_range(self, "accumulate_grad_batches", ge=1)
-        check_range(self, "learning_rate", gt=0)
-        check_choice(self, "scheduler", self.SCHEDULERS)
-        check_range(self, "warmup_epochs", ge=0)
-        check_range(self, "min_lr_ratio", ge=0, le=1)
-        check_range(self, "gradient_clip_val", ge=0)
         check_choice(self, "logger", self.LOGGERS)
         check_range(self, "checkpoint_save_top_k", ge=-1)
         check_range(self, "early_stopping_patience", ge=0)
@@ -529,13 +565,16 @@ def _describe(base: Any, optional: bool) -> str:
             _TYPE_NAMES.get(a, str(a)).split(" ", 1)[-1] for a in typing.get_args(base)
         )
         text = f"a sequence ({parts})"
+    elif typing.get_origin(base) is list:
+        item = _TYPE_NAMES.get(typing.get_args(base)[0], "value").split(" ", 1)[-1]
+        text = f"a list of {item}s"
     else:
         text = _TYPE_NAMES.get(base, f"a {getattr(base, '__name__', base)} or mapping")
     return f"{text} or null" if optional else text
 
 
 def _coerce_typed(base: Any, value: Any) -> Any:
-    """:func:`_coerce_scalar`, extended to fixed-length tuples and alternatives."""
+    """:func:`_coerce_scalar`, extended to lists, fixed-length tuples and alternatives."""
     if isinstance(base, tuple):  # alternatives, in order
         for alternative in base:
             try:
@@ -543,6 +582,11 @@ def _coerce_typed(base: Any, value: Any) -> Any:
             except (ValueError, ConfigError):
                 continue
         raise ValueError
+    if typing.get_origin(base) is list:
+        (item,) = typing.get_args(base)
+        if isinstance(value, str) or not isinstance(value, Iterable):
+            raise ValueError
+        return [_coerce_scalar(item, v) for v in value]
     if typing.get_origin(base) is tuple:
         args = typing.get_args(base)
         if isinstance(value, str) or not isinstance(value, Iterable):
@@ -661,20 +705,28 @@ def _has_model(cls: type) -> bool:
     return "model" in _field_names(cls)
 
 
+def _current_name(key: Any, source: str) -> str | None:
+    """The current field name of a config key: legacy names renamed (with a warning),
+    ``None`` for ignored legacy keys; non-string keys are errors."""
+    if not isinstance(key, str):
+        raise ConfigError(f"{source}: expected string keys, found key {key!r}")
+    if key in IGNORED_LEGACY_KEYS:
+        logger.warning("%s: legacy key %r has no effect here and is ignored", source, key)
+        return None
+    name = LEGACY_KEYS.get(key, key)
+    if name != key:
+        logger.warning("%s: legacy key %r is deprecated; use %r", source, key, name)
+    return name
+
+
 def _canonical_items(data: Mapping[Any, Any], source: str) -> dict[str, Any]:
     """Check key types, rename legacy keys (with a warning) and drop ignored legacy keys."""
     out: dict[str, Any] = {}
     renamed_from: dict[str, str] = {}
     for key, value in data.items():
-        if not isinstance(key, str):
-            raise ConfigError(f"{source}: expected string keys, found key {key!r}")
-        if key in IGNORED_LEGACY_KEYS:
-            logger.warning("%s: legacy key %r has no effect here and is ignored", source, key)
+        name = _current_name(key, source)
+        if name is None:
             continue
-        name = key
-        if key in LEGACY_KEYS:
-            name = LEGACY_KEYS[key]
-            logger.warning("%s: legacy key %r is deprecated; use %r", source, key, name)
         if name in out and out[name] != value:
             first = renamed_from.get(name, name)
             raise ConfigError(
@@ -684,6 +736,32 @@ def _canonical_items(data: Mapping[Any, Any], source: str) -> dict[str, Any]:
         out[name] = value
         renamed_from[name] = key
     return out
+
+
+def migrate_sections(
+    training: Mapping[str, Any], execution: Mapping[str, Any], source: str, *, quiet: bool = False
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(training, execution)`` with the :data:`MOVED_TO_TRAINING` keys of ``execution``
+    moved into ``training`` (a warning names them unless ``quiet``); a key given in both
+    with different values is an error."""
+    training, execution = dict(training), dict(execution)
+    moved = [k for k in MOVED_TO_TRAINING if k in execution]
+    for key in moved:
+        value = execution.pop(key)
+        if key in training and training[key] != value:
+            raise ConfigError(
+                f"{source}: {key!r} is given under training ({training[key]!r}) and under "
+                f"execution ({value!r}); give it once, under training"
+            )
+        training[key] = value
+    if moved and not quiet:
+        logger.warning(
+            "%s: %s under execution is deprecated: optimiser settings are training settings "
+            "now; read as training settings",
+            source,
+            ", ".join(moved),
+        )
+    return training, execution
 
 
 def _unknown_error(cls: type, unknown: list[str], source: str) -> ConfigError:
@@ -869,17 +947,16 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
             )
         else:
             flat[key] = value
+    if "execution" in sections:
+        sections["training"], sections["execution"] = migrate_sections(
+            sections.get("training", {}), sections["execution"], source
+        )
 
     unknown: list[str] = []
     for key, value in flat.items():
-        if not isinstance(key, str):
-            raise ConfigError(f"{source}: expected string keys, found key {key!r}")
-        if key in IGNORED_LEGACY_KEYS:
-            logger.warning("%s: legacy key %r has no effect here and is ignored", source, key)
+        name = _current_name(key, source)
+        if name is None:
             continue
-        name = LEGACY_KEYS.get(key, key)
-        if name != key:
-            logger.warning("%s: legacy key %r is deprecated; use %r", source, key, name)
         owners = _owners(name)
         if key in _LEGACY_SECTION_ONLY:
             owners = [_LEGACY_SECTION_ONLY[key]]

@@ -498,7 +498,7 @@ class Trainer:
         )
         instance._trainer = build_trainer(
             instance._execution,
-            max_epochs=instance._training.nepochs,
+            instance._training,
             output_dir=run_dir,
             monitor=monitor,
         )

@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=1)
     tr = p.add_argument_group("PINN")
     # Defaults: the recipe, i.e. the config defaults (one definition, in ptychopinn.config).
-    model_d, train_d, exec_d = ModelConfig(), TrainingConfig(), ExecutionConfig()
+    model_d, train_d = ModelConfig(), TrainingConfig()
     tr.add_argument("--nepochs", type=int, default=train_d.nepochs)
     tr.add_argument("--gridsize", type=int, default=model_d.gridsize)
     tr.add_argument("--n_filters_scale", type=int, default=model_d.n_filters_scale)
@@ -85,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--batch_size", type=int, default=train_d.batch_size)
     tr.add_argument("--n_groups", type=int, default=train_d.n_groups, help="default: all")
-    tr.add_argument("--learning_rate", type=float, default=exec_d.learning_rate)
-    tr.add_argument("--scheduler", choices=ExecutionConfig.SCHEDULERS, default=exec_d.scheduler)
+    tr.add_argument("--learning_rate", type=float, default=train_d.learning_rate)
+    tr.add_argument("--scheduler", choices=TrainingConfig.SCHEDULERS, default=train_d.scheduler)
     tr.add_argument("--inference_batch_size", type=int, default=64)
     lq = p.add_argument_group("Pty-Chi LSQML")
     lq.add_argument(
@@ -199,6 +199,8 @@ def get_model(args, train_data: PtychoData | None, execution: ExecutionConfig, o
         batch_size=args.batch_size,
         n_groups=args.n_groups,
         output_dir=str(out / "training"),
+        learning_rate=args.learning_rate,
+        scheduler=args.scheduler,
     )
     start = time.perf_counter()
     result = train(train_data, training, execution)
@@ -286,8 +288,6 @@ def _main(argv=None) -> int:
             "logger": "none",
             "enable_checkpointing": False,
             "enable_progress_bar": False,
-            "learning_rate": args.learning_rate,
-            "scheduler": args.scheduler,
             **execution_overrides(args),
         },
         source="command line",

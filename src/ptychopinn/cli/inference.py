@@ -12,40 +12,49 @@ from pathlib import Path
 import numpy as np
 
 from ptychopinn.cli.common import configure_logging, print_summary, rounded, run_cli
-from ptychopinn.cli.config_flags import add_bool_flag, add_execution_flags, execution_overrides
+from ptychopinn.cli.config_flags import (
+    add_bool_flag,
+    add_config_flags,
+    add_execution_flags,
+    collect,
+    execution_overrides,
+)
 from ptychopinn.cli.train import check_backend
-from ptychopinn.config import ExecutionConfig, from_dict
+from ptychopinn.config import InferenceConfig, load_execution_config, load_inference_config
 from ptychopinn.errors import ConfigError
+
+#: Execution settings that apply to a reconstruction.
+EXECUTION_FIELDS = ("accelerator", "num_workers", "inference_batch_size")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Flags generated from :class:`InferenceConfig` (``--test_data`` and ``--n_images``
+    are the older spellings of ``--test_data_file`` and ``--n_groups``), execution flags
+    and the refinement flags."""
     p = argparse.ArgumentParser(
         prog="ptycho_inference",
         allow_abbrev=False,
-        description="Reconstruct a scan with a trained model.",
+        description="Reconstruct a scan with a trained model. Precedence: command line > "
+        "--config YAML (its inference: and execution: sections, or flat keys) > defaults.",
     )
-    p.add_argument(
-        "--model_path", required=True, help="directory holding wts.h5.zip, or the archive itself"
-    )
-    p.add_argument(
-        "--test_data",
-        required=True,
-        help="scan to reconstruct: NPZ, Ptychodus product.h5 (diffraction.h5 beside it) or CXI",
-    )
-    p.add_argument("--output_dir", default="inference_outputs")
-    p.add_argument(
-        "--n_images", type=int, default=None, help="reconstruct only the first n scan positions"
-    )
-    p.add_argument(
-        "--n_subsample", type=int, default=None, help="reconstruct a random subset of n positions"
-    )
-    p.add_argument("--subsample_seed", type=int, default=None)
-    p.add_argument("--backend", default="pytorch", choices=("pytorch", "tensorflow"))
-    add_bool_flag(p, "comparison_plot", True)
+    p.add_argument("--config", default=None, help="YAML config")
+    add_bool_flag(p, "comparison_plot", True, "write the comparison picture")
     p.add_argument("--verbose", action="store_true")
-    add_execution_flags(p, only=("accelerator", "num_workers", "inference_batch_size"))
+    names = add_config_flags(p, InferenceConfig)
+    add_execution_flags(p, only=EXECUTION_FIELDS)
     add_refine_flags(p)
+    p.set_defaults(_inference_names=names)
     return p
+
+
+def inference_config(args: argparse.Namespace) -> InferenceConfig:
+    """The checked :class:`InferenceConfig` of the command line (and ``--config``)."""
+    config = load_inference_config(args.config, collect(args, args._inference_names))
+    for name in ("model_path", "test_data_file"):
+        if not getattr(config, name):
+            flag = {"test_data_file": "--test_data"}.get(name, f"--{name}")
+            raise ConfigError(f"{name}: required ({flag} PATH, or the YAML), found none")
+    return config
 
 
 def add_refine_flags(p: argparse.ArgumentParser) -> None:
@@ -98,19 +107,11 @@ def refine_settings(args: argparse.Namespace):
     )
 
 
-def _check_subset_flags(args: argparse.Namespace) -> None:
-    """Counts are >= 1 and seeds >= 0 (numpy would raise deep inside otherwise)."""
-    for name, low in (("n_images", 1), ("n_subsample", 1), ("subsample_seed", 0)):
-        value = getattr(args, name)
-        if value is not None and value < low:
-            raise ConfigError(f"--{name}: expected an integer >= {low}, found {value}")
-
-
 def _main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging(args.verbose)
-    check_backend(args.backend)
-    _check_subset_flags(args)
+    config = inference_config(args)
+    configure_logging(args.verbose or config.debug)
+    check_backend(config.backend)
     from ptychopinn.bundle import load_model
     from ptychopinn.data.ptychodus_files import load_scan
     from ptychopinn.refine import parse_refine_spec
@@ -120,18 +121,22 @@ def _main(argv=None) -> int:
 
     spec = parse_refine_spec(args.refine)
     object_settings = refine_settings(args)
-    execution = from_dict(ExecutionConfig, execution_overrides(args), source="command line")
+    execution = load_execution_config(args.config, execution_overrides(args))
     device = resolve_device(execution.accelerator)
-    loaded = load_model(args.model_path, device=device)
-    data = load_scan(args.test_data)
-    if args.n_images is not None:
-        data = data.subset(np.arange(min(max(1, args.n_images), data.n_positions)))
-    data = subsample(data, args.n_subsample, args.subsample_seed)
-    with output_dir_lock(args.output_dir):
-        return _reconstruct_and_write(args, loaded, data, device, execution, spec, object_settings)
+    loaded = load_model(config.model_path, device=device)
+    data = load_scan(config.test_data_file)
+    if config.n_groups is not None:
+        data = data.subset(np.arange(min(config.n_groups, data.n_positions)))
+    data = subsample(data, config.n_subsample, config.subsample_seed)
+    with output_dir_lock(config.output_dir):
+        return _reconstruct_and_write(
+            args, config.output_dir, loaded, data, device, execution, spec, object_settings
+        )
 
 
-def _reconstruct_and_write(args, loaded, data, device, execution, spec, object_settings) -> int:
+def _reconstruct_and_write(
+    args, output_dir, loaded, data, device, execution, spec, object_settings
+) -> int:
     from ptychopinn.refine import refine_reconstruction
     from ptychopinn.workflows.infer import reconstruct
     from ptychopinn.workflows.outputs import remove_outputs, write_outputs
@@ -141,10 +146,10 @@ def _reconstruct_and_write(args, loaded, data, device, execution, spec, object_s
         loaded.model, data, device=device, batch_size=execution.inference_batch_size, progress=True
     )
     seconds = time.perf_counter() - start
-    metrics = write_outputs(rec, data, args.output_dir, comparison_plot=args.comparison_plot)
-    product = _write_product(rec, data, args.output_dir)
+    metrics = write_outputs(rec, data, output_dir, comparison_plot=args.comparison_plot)
+    product = _write_product(rec, data, output_dir)
     summary = {
-        "output_dir": args.output_dir,
+        "output_dir": output_dir,
         "positions": data.n_positions,
         "seconds": round(seconds, 3),
         "patterns_per_s": round(data.n_positions / seconds, 1),
@@ -152,8 +157,8 @@ def _reconstruct_and_write(args, loaded, data, device, execution, spec, object_s
     if product:
         summary["ptychodus_product"] = str(product)
     if spec is None:  # a refined result of an earlier run would pass for this scan's
-        remove_outputs(args.output_dir, suffix="_refined")
-        (Path(args.output_dir) / product_name("_refined")).unlink(missing_ok=True)
+        remove_outputs(output_dir, suffix="_refined")
+        (Path(output_dir) / product_name("_refined")).unlink(missing_ok=True)
     else:
         refined = refine_reconstruction(
             loaded.model,
@@ -168,11 +173,11 @@ def _reconstruct_and_write(args, loaded, data, device, execution, spec, object_s
         refined_metrics = write_outputs(
             refined_rec,
             data,
-            args.output_dir,
+            output_dir,
             comparison_plot=args.comparison_plot,
             suffix="_refined",
         )
-        _write_product(refined_rec, data, args.output_dir, suffix="_refined")
+        _write_product(refined_rec, data, output_dir, suffix="_refined")
         summary["refine"] = {
             "method": refined.method,
             "epochs": refined.epochs,

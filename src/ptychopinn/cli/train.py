@@ -15,6 +15,7 @@ from ptychopinn.cli.config_flags import (
     add_execution_flags,
     collect,
     execution_overrides,
+    moved_training_overrides,
 )
 from ptychopinn.config import (
     ExecutionConfig,
@@ -78,7 +79,10 @@ def check_backend(backend: str) -> None:
 def _main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
-    overrides = collect(args, args._model_names + args._training_names)
+    overrides = {
+        **moved_training_overrides(args),
+        **collect(args, args._model_names + args._training_names),
+    }
     training = load_training_config(args.config, overrides)
     execution = load_execution_config(args.config, execution_overrides(args))
     check_backend(training.backend)

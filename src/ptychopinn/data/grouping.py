@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from ptychopinn.errors import ConfigError, DataValidationError
+from ptychopinn.config import check_count
+from ptychopinn.errors import DataValidationError
 
 logger = logging.getLogger(__name__)
 
@@ -65,15 +66,9 @@ def _check_coords(coords: np.ndarray) -> np.ndarray:
     return coords
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ConfigError(f"{name}: expected an integer >= {minimum}, found {value!r}")
-    return int(value)
-
-
 def _group_size(coords: np.ndarray, gridsize: int, neighbor_count: int) -> int:
-    gridsize = _check_int("gridsize", gridsize, 1)
-    _check_int("neighbor_count", neighbor_count, 1)
+    gridsize = check_count("gridsize", gridsize, 1)
+    check_count("neighbor_count", neighbor_count, 1)
     c = gridsize**2
     m = coords.shape[0]
     if m < c:
@@ -140,7 +135,7 @@ def _cap_groups(n_groups: int | None, m: int, c: int, neighbor_count: int) -> in
         return n_groups
     k = min(max(neighbor_count, c), m)
     distinct = m * math.comb(k - 1, c - 1)
-    n = _check_int("n_groups", n_groups, 1)
+    n = check_count("n_groups", n_groups, 1)
     if n <= distinct:
         return n
     logger.warning(
@@ -159,7 +154,7 @@ def _cap_groups(n_groups: int | None, m: int, c: int, neighbor_count: int) -> in
 def _sample_anchors(
     m: int, n_groups: int | None, gridsize: int, rng: np.random.Generator, sequential: bool
 ) -> np.ndarray:
-    n = m if n_groups is None else _check_int("n_groups", n_groups, 1)
+    n = m if n_groups is None else check_count("n_groups", n_groups, 1)
     if n <= m:
         return np.arange(n) if sequential else np.sort(rng.choice(m, size=n, replace=False))
     if gridsize == 1:

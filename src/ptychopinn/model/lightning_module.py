@@ -16,6 +16,7 @@ from ptychopinn.config import (
     TrainingConfig,
     config_sections,
     from_dict,
+    migrate_sections,
 )
 from ptychopinn.model import schedule
 from ptychopinn.model.pinn import PtychoPINN
@@ -51,6 +52,10 @@ class PINNLightningModule(L.LightningModule):
         self.save_hyperparameters(ignore=["probe"])
         self.model_config: ModelConfig = from_dict(ModelConfig, model_config)
         training_config = {k: v for k, v in training_config.items() if k != "model"}
+        # Checkpoints of version 0.1.0 keep the optimiser settings with the execution ones.
+        training_config, execution_config = migrate_sections(
+            training_config, execution_config, "checkpoint", quiet=True
+        )
         self.training_config: TrainingConfig = from_dict(
             TrainingConfig, {**training_config, "model": model_config}
         )
@@ -190,25 +195,25 @@ class PINNLightningModule(L.LightningModule):
 
         ``plateau`` reacts to the epoch loss, so it has no warm-up (see :mod:`.schedule`).
         """
-        ex = self.execution_config
-        optimizer = torch.optim.Adam(self.parameters(), lr=ex.learning_rate)
-        if ex.scheduler == "plateau":
+        cfg = self.training_config
+        optimizer = torch.optim.Adam(self.parameters(), lr=cfg.learning_rate)
+        if cfg.scheduler == "plateau":
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=3)
             return {
                 "optimizer": optimizer,
                 "lr_scheduler": {"scheduler": sched, "monitor": f"{self.loss_name}_epoch"},
             }
-        epochs = max(1, self.trainer.max_epochs or self.training_config.nepochs)
+        epochs = max(1, self.trainer.max_epochs or cfg.nepochs)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         per_epoch = total / epochs
-        warm = schedule.warmup_steps(total, per_epoch, ex.warmup_epochs)
+        warm = schedule.warmup_steps(total, per_epoch, cfg.warmup_epochs)
         factor = functools.partial(
             schedule.lr_factor,
-            scheduler=ex.scheduler,
+            scheduler=cfg.scheduler,
             total_steps=total,
             steps_per_epoch=per_epoch,
             warmup=warm,
-            min_ratio=ex.min_lr_ratio,
+            min_ratio=cfg.min_lr_ratio,
         )
         sched = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -14,7 +14,7 @@ import torch
 from lightning.pytorch import callbacks as cb
 from lightning.pytorch import loggers as pl_loggers
 
-from ptychopinn.config import ExecutionConfig
+from ptychopinn.config import ExecutionConfig, TrainingConfig
 from ptychopinn.errors import ConfigError
 from ptychopinn.progress import duration, on_terminal
 
@@ -208,13 +208,14 @@ def log_run_outputs(
 
 def build_trainer(
     execution: ExecutionConfig,
+    training: TrainingConfig,
     *,
-    max_epochs: int,
     output_dir: str | Path,
     monitor: str,
     extra_callbacks: list | None = None,
 ) -> L.Trainer:
-    """A Trainer with checkpoints (best + last + on exception), logging and progress."""
+    """A Trainer with checkpoints (best + last + on exception), logging and progress; the
+    epochs and gradient clipping come from ``training``."""
     output_dir = Path(output_dir)
     accelerator = resolve_accelerator(execution.accelerator)
     strategy = execution.strategy
@@ -262,9 +263,9 @@ def build_trainer(
         strategy=strategy,
         precision=execution.precision,
         deterministic=execution.deterministic,
-        max_epochs=max_epochs,
+        max_epochs=training.nepochs,
         accumulate_grad_batches=execution.accumulate_grad_batches,
-        gradient_clip_val=execution.gradient_clip_val,
+        gradient_clip_val=training.gradient_clip_val,
         logger=_make_loggers(execution, output_dir),
         callbacks=callbacks,
         enable_checkpointing=execution.enable_checkpointing,

@@ -264,9 +264,7 @@ def train(
     datamodule = ScanDataModule(scans, training, execution, validation=test_data)
     module = build_module(scans, training, execution, energies=energies)
     monitor = module.val_loss_name if datamodule.has_validation else f"{module.loss_name}_epoch"
-    trainer = build_trainer(
-        execution, max_epochs=training.nepochs, output_dir=output_dir, monitor=monitor
-    )
+    trainer = build_trainer(execution, training, output_dir=output_dir, monitor=monitor)
     log.info(
         "training on %d groups of %d positions (%d scan positions in %d scan%s), "
         "intensity scale %.4g",
