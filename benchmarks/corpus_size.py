@@ -2,7 +2,8 @@
 
 Simulates K objects scanned with one probe (what ``ptycho_simulate --n_objects K`` writes),
 trains the recipe on the K scans for ``base_epochs / K`` epochs (so every K takes the same
-number of optimiser steps), and scores a scan of an object none of them contains. Prints
+number of optimiser steps), and scores scans of ``--unseen`` objects none of them contains
+(their mean). Prints
 one row per (K, seed) and the mean per K.
 
     python benchmarks/corpus_size.py                           # K = 1 4 16, N=32, ~15 min
@@ -24,7 +25,7 @@ from ptychopinn.metrics import evaluate
 from ptychopinn.workflows.infer import reconstruct
 from ptychopinn.workflows.train import train
 
-#: Object seeds of the unseen test object and of the first training object.
+#: Object seeds of the first unseen test object and of the first training object.
 UNSEEN_OBJECT_SEED = 5000
 FIRST_OBJECT_SEED = 100
 
@@ -36,7 +37,9 @@ def run(k: int, seed: int, args: argparse.Namespace) -> dict:
         N=args.N, object_size=args.object_size, step=args.step, nphotons=args.nphotons, seed=1
     )
     scans = [simulate_dataset(object_seed=FIRST_OBJECT_SEED + i, **sim) for i in range(k)]
-    unseen = simulate_dataset(object_seed=UNSEEN_OBJECT_SEED, **sim)
+    unseen = [
+        simulate_dataset(object_seed=UNSEEN_OBJECT_SEED + i, **sim) for i in range(args.unseen)
+    ]
     with tempfile.TemporaryDirectory() as out:
         cfg = TrainingConfig(
             model=ModelConfig(N=args.N), nepochs=args.base_epochs // k, output_dir=out, seed=seed
@@ -47,10 +50,13 @@ def run(k: int, seed: int, args: argparse.Namespace) -> dict:
         t0 = time.perf_counter()
         result = train(scans, cfg, ex)
         seconds = time.perf_counter() - t0
-    rec = reconstruct(result.module.model, unseen)
-    m = evaluate(
-        rec.object, unseen.object, xcoords=unseen.xcoords, ycoords=unseen.ycoords, N=args.N
-    )
+    scores = []
+    for scan in unseen:
+        rec = reconstruct(result.module.model, scan)
+        scores.append(
+            evaluate(rec.object, scan.object, xcoords=scan.xcoords, ycoords=scan.ycoords, N=args.N)
+        )
+    m = {key: sum(s[key] for s in scores) / len(scores) for key in ("amp_ssim", "phase_ssim")}
     return {
         "objects": k,
         "seed": seed,
@@ -69,6 +75,7 @@ def main() -> None:
     p.add_argument("--objects", nargs="+", type=int, default=[1, 4, 16])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     p.add_argument("--base_epochs", type=int, default=16, help="epochs for K=1")
+    p.add_argument("--unseen", type=int, default=2, help="unseen objects scored (mean)")
     add_scan_arguments(p)
     args = p.parse_args()
     quiet_setup(args)

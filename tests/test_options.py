@@ -126,3 +126,22 @@ def test_docs_options_md_is_current():
     assert DOCS.read_text() == options_markdown(), (
         "docs/options.md is stale: python -m ptychopinn.options > docs/options.md"
     )
+
+
+def test_refinement_flags_are_generated_from_its_settings():
+    """Every ObjectRefineSettings field but the epochs has a --refine_<field> flag;
+    a boolean flag alone means true."""
+    from ptychopinn.cli import inference as inference_cli
+    from ptychopinn.refine.object import ObjectRefineSettings
+
+    parser = inference_cli.build_parser()
+    args = parser.parse_args(["--refine_momentum", "0", "--refine_probe", "--refine_seed", "3"])
+    settings = inference_cli.refine_settings(args)
+    assert settings == ObjectRefineSettings(momentum=0.0, refine_probe=True, seed=3)
+    flags = {a.dest for a in parser._actions}
+    names = [f.name for f in dataclasses.fields(ObjectRefineSettings) if f.name != "epochs"]
+    expected = {f"refine_{n}".replace("refine_refine_", "refine_") for n in names}
+    assert expected <= flags and "refine_epochs" not in flags
+    bad = parser.parse_args(["--refine_step", "-1"])
+    with pytest.raises(ConfigError, match=r"ObjectRefineSettings\.step"):
+        inference_cli.refine_settings(bad)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import typing
 from dataclasses import fields
 
 from ptychopinn.config import MOVED_TO_TRAINING, ExecutionConfig, join_paths, parse_bool
@@ -24,30 +25,49 @@ def _help(f, default) -> str:
     return f"{doc} (default: {default})" if doc else f"(default: {default})"
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls: type, *, skip=()) -> list[str]:
-    """``--<field>`` for each dataclass field; values stay strings, the config coerces them.
+def prefixed(prefix: str, name: str) -> str:
+    """``name`` with ``prefix`` in front, unless it already starts with it."""
+    return name if name.startswith(prefix) else f"{prefix}{name}"
+
+
+def add_config_flags(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    *,
+    skip=(),
+    prefix: str = "",
+    title: str | None = None,
+) -> list[str]:
+    """``--<prefix><field>`` for each dataclass field; values stay strings, the config
+    coerces them. Returns the argument names (``dest``), for :func:`collect`.
 
     A field's ``aliases`` metadata adds other spellings of its flag (e.g. older names).
     """
     names = []
-    group = parser.add_argument_group(f"{cls.__name__} fields")
+    hints = typing.get_type_hints(cls)
+    group = parser.add_argument_group(title or f"{cls.__name__} fields")
     for f in fields(cls):
         if f.name in skip or f.name == "model":
             continue
+        dest = prefixed(prefix, f.name)
         default = f.default if not callable(f.default_factory) else f.default_factory()  # type: ignore[misc]
         default = f.metadata.get("default_text", default)
         nargs = f.metadata.get("nargs")
         several = {None: "", "+": "; several values allowed"}.get(nargs, f"; {nargs} values")
+        flag_alone = {}
+        if hints[f.name] is bool:  # --flag alone means true; --flag false switches it off
+            nargs, flag_alone = "?", {"const": "true"}
         group.add_argument(
-            f"--{f.name}",
+            f"--{dest}",
             *f.metadata.get("aliases", ()),
-            dest=f.name,
+            dest=dest,
             default=None,
             metavar=f.metadata.get("metavar", "VALUE"),
             nargs=nargs,
             help=_help(f, default) + several,
+            **flag_alone,
         )
-        names.append(f.name)
+        names.append(dest)
     return names
 
 
@@ -74,10 +94,20 @@ def add_execution_flags(parser: argparse.ArgumentParser, only: tuple[str, ...] |
             )
 
 
-def collect(args: argparse.Namespace, names: list[str]) -> dict:
-    """The flags given; a several-value flag becomes one ``os.pathsep``-joined string."""
+def collect(
+    args: argparse.Namespace, names: list[str], *, cls: type | None = None, prefix: str = ""
+) -> dict:
+    """The flags given; a several-value flag becomes one ``os.pathsep``-joined string.
+
+    With ``cls``, the keys are its field names (the ``prefix`` of :func:`add_config_flags`
+    taken off).
+    """
     values = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
-    return {n: join_paths(v) if isinstance(v, list) else v for n, v in values.items()}
+    values = {n: join_paths(v) if isinstance(v, list) else v for n, v in values.items()}
+    if cls is None:
+        return values
+    field_of = {prefixed(prefix, f.name): f.name for f in fields(cls)}
+    return {field_of[n]: v for n, v in values.items()}
 
 
 def moved_training_overrides(args: argparse.Namespace) -> dict:

@@ -42,9 +42,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true")
     names = add_config_flags(p, InferenceConfig)
     add_execution_flags(p, only=EXECUTION_FIELDS)
-    add_refine_flags(p)
-    p.set_defaults(_inference_names=names)
+    p.set_defaults(_inference_names=names, _refine_names=add_refine_flags(p))
     return p
+
+
+#: Prefix of the object-refinement flags (``--refine_step``, ``--refine_momentum``, ...).
+REFINE_PREFIX = "refine_"
+
+
+def add_refine_flags(p: argparse.ArgumentParser) -> list[str]:
+    """``--refine METHOD[:EPOCHS]`` and one ``--refine_<field>`` flag per field of
+    :class:`~ptychopinn.refine.object.ObjectRefineSettings` (the epochs come from
+    ``--refine``)."""
+    from ptychopinn.refine.object import ObjectRefineSettings
+
+    p.add_argument(
+        "--refine",
+        default=None,
+        metavar="METHOD[:EPOCHS]",
+        help="object:K (direct refinement of the stitched object, the fastest to quality), "
+        "finetune:K (K epochs of network training on this scan), lsqml:K (Pty-Chi LSQML "
+        "from the PINN object; needs the ptychi extra); writes reconstruction_refined.npz, "
+        "refined_*.png and metrics_refined.json next to the network's result",
+    )
+    return add_config_flags(
+        p,
+        ObjectRefineSettings,
+        skip=("epochs",),
+        prefix=REFINE_PREFIX,
+        title="settings of --refine object:K",
+    )
+
+
+def refine_settings(args: argparse.Namespace):
+    """The object-refinement settings of the command line (checked, one message if bad)."""
+    from ptychopinn.refine.object import ObjectRefineSettings
+
+    given = collect(args, args._refine_names, cls=ObjectRefineSettings, prefix=REFINE_PREFIX)
+    return ObjectRefineSettings(**given)
 
 
 def inference_config(args: argparse.Namespace) -> InferenceConfig:
@@ -55,56 +90,6 @@ def inference_config(args: argparse.Namespace) -> InferenceConfig:
             flag = {"test_data_file": "--test_data"}.get(name, f"--{name}")
             raise ConfigError(f"{name}: required ({flag} PATH, or the YAML), found none")
     return config
-
-
-def add_refine_flags(p: argparse.ArgumentParser) -> None:
-    """``--refine METHOD[:EPOCHS]`` and the settings of the object refinement."""
-    from ptychopinn.refine.object import NOISE_MODELS, ObjectRefineSettings
-
-    defaults = ObjectRefineSettings()
-    rf = p.add_argument_group(
-        "refinement after the network (the physics, on this scan, without ground truth)"
-    )
-    rf.add_argument(
-        "--refine",
-        default=None,
-        metavar="METHOD[:EPOCHS]",
-        help="object:K (direct refinement of the stitched object, the fastest to quality), "
-        "finetune:K (K epochs of network training on this scan), lsqml:K (Pty-Chi LSQML "
-        "from the PINN object; needs the ptychi extra); writes reconstruction_refined.npz, "
-        "refined_*.png and metrics_refined.json next to the network's result",
-    )
-    add_bool_flag(rf, "refine_probe", defaults.refine_probe, "object: refine the probe too")
-    rf.add_argument(
-        "--refine_batch_size",
-        type=int,
-        default=defaults.batch_size,
-        help="object: scan positions per update",
-    )
-    rf.add_argument(
-        "--refine_step",
-        type=float,
-        default=defaults.step,
-        help="object: fraction of the illumination-normalised (PIE) step",
-    )
-    rf.add_argument(
-        "--refine_noise_model",
-        choices=NOISE_MODELS,
-        default=defaults.noise_model,
-        help="object: likelihood of the measured counts",
-    )
-
-
-def refine_settings(args: argparse.Namespace):
-    """The object-refinement settings of the command line (checked, one message if bad)."""
-    from ptychopinn.refine.object import ObjectRefineSettings
-
-    return ObjectRefineSettings(
-        batch_size=args.refine_batch_size,
-        step=args.refine_step,
-        refine_probe=args.refine_probe,
-        noise_model=args.refine_noise_model,
-    )
 
 
 def _main(argv=None) -> int:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ptychopinn.config import check_choice, check_range, coerce_fields
+from ptychopinn.config import check_choice, check_range, coerce_fields, option
 from ptychopinn.errors import DataValidationError
 from ptychopinn.physics.forward import far_field
 from ptychopinn.physics.shifts import fourier_shift
@@ -49,17 +49,17 @@ class ObjectRefineSettings:
     (``benchmarks/refine_settings.py``).
     """
 
-    epochs: int = 20
-    batch_size: int = 64
-    step: float = 1.0
-    refine_probe: bool = False
-    probe_step: float = 1.0
-    probe_start_epoch: int = 1
-    noise_model: str = "poisson"
-    regularization: float = 0.2
-    momentum: float = 0.8
-    final_step: float = 0.1
-    seed: int = 0
+    epochs: int = option(20, "passes over the scan positions")
+    batch_size: int = option(64, "scan positions per update")
+    step: float = option(1.0, "fraction of the illumination-normalised (PIE) object step")
+    refine_probe: bool = option(False, "refine the probe too")
+    probe_step: float = option(1.0, "fraction of the normalised probe step")
+    probe_start_epoch: int = option(1, "first epoch that updates the probe")
+    noise_model: str = option("poisson", "likelihood of the measured counts: poisson or amplitude")
+    regularization: float = option(0.2, "illumination floor, a fraction of its maximum (rPIE)")
+    momentum: float = option(0.8, "momentum of the object steps across batches (0: none)")
+    final_step: float = option(0.1, "the object step decays (cosine) to this fraction of step")
+    seed: int = option(0, "seed of the batch order")
 
     def __post_init__(self) -> None:
         coerce_fields(self)
