@@ -21,7 +21,7 @@ import numbers
 import os
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar, Union
@@ -738,6 +738,16 @@ def _canonical_items(data: Mapping[Any, Any], source: str) -> dict[str, Any]:
     return out
 
 
+def _move_keys(keys: list[str], src: dict, dst: dict, clash: Callable) -> None:
+    """Move ``keys`` from ``src`` into ``dst``; ``clash(key, in_dst, in_src)`` is the error
+    raised when both hold different values."""
+    for key in keys:
+        value = src.pop(key)
+        if key in dst and dst[key] != value:
+            raise clash(key, dst[key], value)
+        dst[key] = value
+
+
 def migrate_sections(
     training: Mapping[str, Any], execution: Mapping[str, Any], source: str, *, quiet: bool = False
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -746,14 +756,15 @@ def migrate_sections(
     with different values is an error."""
     training, execution = dict(training), dict(execution)
     moved = [k for k in MOVED_TO_TRAINING if k in execution]
-    for key in moved:
-        value = execution.pop(key)
-        if key in training and training[key] != value:
-            raise ConfigError(
-                f"{source}: {key!r} is given under training ({training[key]!r}) and under "
-                f"execution ({value!r}); give it once, under training"
-            )
-        training[key] = value
+    _move_keys(
+        moved,
+        execution,
+        training,
+        lambda key, kept, given: ConfigError(
+            f"{source}: {key!r} is given under training ({kept!r}) and under execution "
+            f"({given!r}); give it once, under training"
+        ),
+    )
     if moved and not quiet:
         logger.warning(
             "%s: %s under execution is deprecated: optimiser settings are training settings "
@@ -798,14 +809,15 @@ def _split(cls: type, data: Mapping[Any, Any], source: str) -> tuple[dict, dict]
                 f"found {nested!r}"
             )
         model_names = set(_field_names(ModelConfig))
-        for key in [k for k in own if k in model_names]:
-            value = own.pop(key)
-            if key in model and model[key] != value:
-                raise ConfigError(
-                    f"{source}: {key!r} is given both flat ({value!r}) and under model: "
-                    f"({model[key]!r}); give it once"
-                )
-            model[key] = value
+        _move_keys(
+            [k for k in own if k in model_names],
+            own,
+            model,
+            lambda key, kept, given: ConfigError(
+                f"{source}: {key!r} is given both flat ({given!r}) and under model: "
+                f"({kept!r}); give it once"
+            ),
+        )
     unknown = [k for k in own if k not in _field_names(cls)]
     if unknown:
         raise _unknown_error(cls, unknown, source)
