@@ -99,12 +99,27 @@ def options_markdown() -> str:
     ]
     for section, cls in SECTION_CLASSES.items():
         out += ["", f"## {section}: {_SECTION_TITLES[section]}", ""]
-        out += ["| field | default | description |", "|---|---|---|"]
-        for f in dataclasses.fields(cls):
-            if f.name == "model":
-                continue
-            out.append(f"| `{f.name}` | `{_default_text(f)}` | {f.metadata['doc']} |")
+        out += _field_table(cls, skip=("model",))
+    from ptychopinn.refine.object import ObjectRefineSettings
+
+    out += [
+        "",
+        "## ptycho_inference --refine object:K: the object refinement",
+        "",
+        "Flags `--refine_<field>` (`--refine_probe` for `refine_probe`); the epochs are K.",
+        "",
+    ]
+    out += _field_table(ObjectRefineSettings, skip=("epochs",))
     return "\n".join(out) + "\n"
+
+
+def _field_table(cls: type, skip: tuple[str, ...] = ()) -> list[str]:
+    """A markdown table of a settings class: field, default, description."""
+    rows = ["| field | default | description |", "|---|---|---|"]
+    for f in dataclasses.fields(cls):
+        if f.name not in skip:
+            rows.append(f"| `{f.name}` | `{_default_text(f)}` | {f.metadata['doc']} |")
+    return rows
 
 
 if __name__ == "__main__":
