@@ -45,11 +45,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def _at_least(obj: Any, names: tuple[str, ...], minimum: float) -> None:
-    for name in names:
-        check_range(obj, name, ge=minimum)
-
-
 @dataclass
 class DataConfig:
     """How scan positions are grouped and patterns prepared (Ptychodus' ``[PtychoPINNTorchData]``).
@@ -88,14 +83,14 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         coerce_fields(self)
-        _at_least(self, ("N", "C", "K", "n_subsample"), 1)
-        _at_least(self, ("K_quadrant", "subsample_seed"), 0)
+        check_range(self, "N", "C", "K", "n_subsample", ge=1)
+        check_range(self, "K_quadrant", "subsample_seed", ge=0)
         check_choice(self, "neighbor_function", self.NEIGHBOR_FUNCTIONS)
         check_choice(self, "scan_pattern", self.SCAN_PATTERNS)
         check_choice(self, "normalize", self.NORMALIZE_MODES)
         check_choice(self, "data_scaling", self.DATA_SCALINGS)
-        _at_least(
-            self, ("min_neighbor_distance", "max_neighbor_distance", "probe_scale", "nphotons"), 0
+        check_range(
+            self, "min_neighbor_distance", "max_neighbor_distance", "probe_scale", "nphotons", ge=0
         )
 
 
@@ -164,8 +159,8 @@ class ModelConfig:
             "decoder_last_amp_channels",
             "decoder_spatial_kernel",
         )
-        _at_least(self, positive_counts, 1)
-        _at_least(self, ("max_position_jitter", "edge_pad", "offset"), 0)
+        check_range(self, *positive_counts, ge=1)
+        check_range(self, "max_position_jitter", "edge_pad", "offset", ge=0)
         non_negative = (
             "gaussian_smoothing_sigma",
             "intensity_scale",
@@ -175,7 +170,7 @@ class ModelConfig:
             "probe_reference_coeff",
             "amplitude_variance_coeff",
         )
-        _at_least(self, non_negative, 0)
+        check_range(self, *non_negative, ge=0)
 
 
 @dataclass
@@ -234,7 +229,7 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         coerce_fields(self)
-        _at_least(self, ("epochs", "batch_size", "n_devices", "accum_steps", "n_groups"), 1)
+        check_range(self, "epochs", "batch_size", "n_devices", "accum_steps", "n_groups", ge=1)
         counts = (
             "num_workers",
             "warmup_epochs",
@@ -245,7 +240,7 @@ class TrainingConfig:
             "finetune_early_stop_patience",
             "seed",
         )
-        _at_least(self, counts, 0)
+        check_range(self, *counts, ge=0)
         check_range(self, "learning_rate", gt=0)
         rates = (
             "gradient_clip_val",
@@ -261,7 +256,7 @@ class TrainingConfig:
             "finetune_stage3_lr_decoder",
             "finetune_stage3_lr_phase_head",
         )
-        _at_least(self, rates, 0)
+        check_range(self, *rates, ge=0)
         if self.device.split(":")[0] not in self.DEVICES:
             raise field_error(
                 self, "device", f"one of {', '.join(self.DEVICES)} (or 'cuda:N')", self.device
@@ -289,7 +284,7 @@ class InferenceConfig:
     def __post_init__(self) -> None:
         coerce_fields(self)
         check_range(self, "batch_size", ge=1)
-        _at_least(self, ("middle_trim", "experiment_number", "window"), 0)
+        check_range(self, "middle_trim", "experiment_number", "window", ge=0)
         check_choice(self, "patch_weighting", self.PATCH_WEIGHTINGS)
 
 

@@ -142,29 +142,29 @@ def check_choice(obj: Any, name: str, choices: Iterable[Any]) -> None:
 
 def check_range(
     obj: Any,
-    name: str,
-    *,
+    *names: str,
     ge: float | None = None,
     gt: float | None = None,
     le: float | None = None,
     lt: float | None = None,
 ) -> None:
-    """Check a numeric bound; ``None`` values (Optional fields) always pass.
+    """Check a numeric bound on each named field; ``None`` values (Optional fields) pass.
 
     With :func:`check_choice` and :func:`coerce_fields`, the field checks every typed
     settings class of the package shares (configs, refinement settings).
     """
-    value = getattr(obj, name)
-    if value is None:
-        return
-    if ge is not None and not value >= ge:
-        raise field_error(obj, name, f"a value >= {ge}", value)
-    if gt is not None and not value > gt:
-        raise field_error(obj, name, f"a value > {gt}", value)
-    if le is not None and not value <= le:
-        raise field_error(obj, name, f"a value <= {le}", value)
-    if lt is not None and not value < lt:
-        raise field_error(obj, name, f"a value < {lt}", value)
+    for name in names:
+        value = getattr(obj, name)
+        if value is None:
+            continue
+        if ge is not None and not value >= ge:
+            raise field_error(obj, name, f"a value >= {ge}", value)
+        if gt is not None and not value > gt:
+            raise field_error(obj, name, f"a value > {gt}", value)
+        if le is not None and not value <= le:
+            raise field_error(obj, name, f"a value <= {le}", value)
+        if lt is not None and not value < lt:
+            raise field_error(obj, name, f"a value < {lt}", value)
 
 
 def check_count(name: str, value: Any, minimum: int = 0) -> int:
@@ -367,8 +367,9 @@ class TrainingConfig:
         coerce_fields(self)
         check_range(self, "batch_size", ge=1)
         check_range(self, "nepochs", ge=1)
-        for name in ("mae_weight", "nll_weight", "realspace_mae_weight", "realspace_weight"):
-            check_range(self, name, ge=0)
+        check_range(
+            self, "mae_weight", "nll_weight", "realspace_mae_weight", "realspace_weight", ge=0
+        )
         if self.model.model_type == "pinn" and self.nll_weight <= 0 and self.mae_weight <= 0:
             raise ConfigError(
                 "TrainingConfig.nll_weight/mae_weight: expected at least one > 0 for "

@@ -12,6 +12,11 @@ from ptychopinn.config import MOVED_TO_TRAINING, ExecutionConfig, join_paths, pa
 TORCH_PREFIX = "torch-"
 
 
+def torch_flag(name: str) -> str:
+    """The ``--torch-<field>`` flag (dashes) of an execution field."""
+    return f"--{TORCH_PREFIX}{name.replace('_', '-')}"
+
+
 def add_bool_flag(parser, name: str, default: bool, help: str | None = None) -> None:
     """``--name`` alone means true; ``--name true|false`` sets it explicitly."""
     parser.add_argument(
@@ -78,7 +83,7 @@ def add_execution_flags(parser: argparse.ArgumentParser, only: tuple[str, ...] |
         if only is not None and f.name not in only:
             continue
         group.add_argument(
-            f"--{TORCH_PREFIX}{f.name.replace('_', '-')}",
+            torch_flag(f.name),
             dest=f"torch_{f.name}",
             default=None,
             metavar="VALUE",
@@ -87,7 +92,7 @@ def add_execution_flags(parser: argparse.ArgumentParser, only: tuple[str, ...] |
     if only is None:  # the 0.1.0 spellings of the optimiser flags, now training flags
         for name in MOVED_TO_TRAINING:
             group.add_argument(
-                f"--{TORCH_PREFIX}{name.replace('_', '-')}",
+                torch_flag(name),
                 dest=f"torch_{name}",
                 default=None,
                 help=argparse.SUPPRESS,
@@ -115,9 +120,7 @@ def moved_training_overrides(args: argparse.Namespace) -> dict:
     given = {n: getattr(args, f"torch_{n}", None) for n in MOVED_TO_TRAINING}
     given = {n: v for n, v in given.items() if v is not None}
     for name in given:
-        logging.getLogger(__name__).warning(
-            "--%s%s is deprecated; use --%s", TORCH_PREFIX, name.replace("_", "-"), name
-        )
+        logging.getLogger(__name__).warning("%s is deprecated; use --%s", torch_flag(name), name)
     return given
 
 

@@ -87,8 +87,7 @@ def inference_config(args: argparse.Namespace) -> InferenceConfig:
     config = load_inference_config(args.config, collect(args, args._inference_names))
     for name in ("model_path", "test_data_file"):
         if not getattr(config, name):
-            flag = {"test_data_file": "--test_data"}.get(name, f"--{name}")
-            raise ConfigError(f"{name}: required ({flag} PATH, or the YAML), found none")
+            raise ConfigError(f"{name}: required (--{name} PATH, or the YAML), found none")
     return config
 
 
