@@ -1,9 +1,14 @@
 """The model archive ``wts.h5.zip`` (format: README, "Command line", and docs/ptychodus.md).
 
 A zip holding ``manifest.json`` (format, version, backend, model names, the intensity scale,
-a SHA-256 per member), ``configs.json`` and ``weights.pt`` (a plain tensor state dict).
-Loading never executes code from the archive: JSON is parsed, weights are read with
-``torch.load(weights_only=True)``, and every member is checked against its digest.
+a SHA-256 per member), ``configs.json`` and the weights: ``weights.pt`` (a plain tensor state
+dict) from the PyTorch backend, ``weights.h5`` (one numeric HDF5 dataset per weight, see
+:mod:`ptychopinn.tf_backend.layout`) from the TensorFlow backend. Loading never executes code
+from the archive: JSON is parsed, weights are read with ``torch.load(weights_only=True)`` or
+h5py, and every member is checked against its digest. The manifest's ``backend`` says which
+weights member to read; either backend's weights load into either backend's model through
+the layout conversion (:func:`load_model` always gives a PyTorch model, which needs no
+TensorFlow; :func:`load_for_backend` picks the backend).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import tempfile
@@ -21,6 +27,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ptychopinn import __version__
@@ -35,33 +42,65 @@ from ptychopinn.config import (
 from ptychopinn.errors import ArchiveError
 from ptychopinn.model.pinn import PtychoPINN
 from ptychopinn.model.state_check import require_matching_state
+from ptychopinn.tf_backend import EXTRA_HINT, tensorflow_available
+from ptychopinn.tf_backend.layout import (
+    tensorflow_to_torch,
+    torch_to_tensorflow,
+    weights_from_h5_bytes,
+    weights_to_h5_bytes,
+)
 
 ARCHIVE_NAME = "wts.h5.zip"
 FORMAT_NAME = "ptychopinn-model"
 #: 2: decoders convolve before upsampling (the published layout). Version-1 weights belong to
 #: the earlier layout (upsampling first), which is no longer built.
 FORMAT_VERSION = 2
+#: The backend whose archives this module writes by default (PyTorch models).
 BACKEND = "pytorch"
+#: The weights member of each backend's archive.
+WEIGHT_MEMBERS = {"pytorch": "weights.pt", "tensorflow": "weights.h5"}
 MODEL_NAMES = ["autoencoder", "diffraction_to_obj"]
-_MEMBERS = ("configs.json", "weights.pt")
 #: Largest member (inflated) an archive may hold: far above any model of this engine (filters
 #: x16 at N=256 are ~0.3 GB), small enough that a zip bomb cannot take the memory.
 MAX_MEMBER_BYTES = 2 * 1024**3
 _CHUNK = 1 << 20
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class LoadedModel:
-    """A model restored from an archive, with the configs it was trained with."""
+    """A model restored from an archive, with the configs it was trained with; ``model`` is
+    a :class:`PtychoPINN`, or a ``TFPtychoPINN`` from :func:`load_for_backend`."""
 
     model: PtychoPINN
     model_config: ModelConfig
     training_config: TrainingConfig
     manifest: dict
+    #: The archive it was read from (None when built in memory).
+    path: Path | None = None
 
     @property
     def intensity_scale(self) -> float:
         return float(self.model.intensity_scale)
+
+    @property
+    def backend(self) -> str:
+        """The backend of ``model`` (not necessarily the one that wrote the archive)."""
+        return model_backend(self.model)
+
+
+def model_backend(model) -> str:
+    """``tensorflow`` for a TensorFlow model, else ``pytorch``."""
+    return getattr(model, "backend", "pytorch")
+
+
+def _weights_member(model) -> tuple[str, bytes]:
+    if model_backend(model) == "tensorflow":
+        return WEIGHT_MEMBERS["tensorflow"], weights_to_h5_bytes(model.weight_arrays())
+    buffer = io.BytesIO()
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    torch.save(state, buffer)
+    return WEIGHT_MEMBERS["pytorch"], buffer.getvalue()
 
 
 def _sha256(data: bytes) -> str:
@@ -75,26 +114,25 @@ def save_model(
     training_config: TrainingConfig,
     execution_config: ExecutionConfig | None = None,
 ) -> Path:
-    """Write ``<output_dir>/wts.h5.zip`` atomically and return its path."""
+    """Write ``<output_dir>/wts.h5.zip`` atomically and return its path; the model's backend
+    (PyTorch or TensorFlow) decides the weights member and the manifest's ``backend``."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    torch.save(state, buffer)
+    weights_name, weights = _weights_member(model)
     configs = config_sections(training_config, execution_config)
     configs["model"] = asdict(model.config)  # the architecture actually saved
     members = {
         "configs.json": json.dumps(configs, indent=2, default=str).encode(),
-        "weights.pt": buffer.getvalue(),
+        weights_name: weights,
     }
     manifest = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
-        "backend": BACKEND,
+        "backend": model_backend(model),
         "model_names": MODEL_NAMES,
         "created_by": f"ptychopinn {__version__}",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "intensity_scale": float(model.intensity_scale.detach()),
+        "intensity_scale": float(model.intensity_scale),
         "reference_energy": model.reference_energy,
         "N": model.config.N,
         "gridsize": model.config.gridsize,
@@ -111,8 +149,18 @@ def save_model(
     return atomic_write(output_dir / ARCHIVE_NAME, write)
 
 
-#: The members of an archive, as a directory holding them unpacked has them.
-ARCHIVE_MEMBERS = ("manifest.json", *_MEMBERS)
+#: The members of an archive (of the PyTorch backend), as a directory holding them unpacked
+#: has them; a TensorFlow archive has ``weights.h5`` instead of ``weights.pt``.
+ARCHIVE_MEMBERS = ("manifest.json", "configs.json", WEIGHT_MEMBERS["pytorch"])
+
+
+def _unpacked_members(path: Path) -> tuple[str, ...] | None:
+    """The archive members a directory holds unpacked (either backend's), or None."""
+    for weights in WEIGHT_MEMBERS.values():
+        members = ("manifest.json", "configs.json", weights)
+        if all((path / m).is_file() for m in members):
+            return members
+    return None
 
 
 def find_archive(path: str | os.PathLike, stack: ExitStack | None = None) -> Path:
@@ -131,11 +179,12 @@ def find_archive(path: str | os.PathLike, stack: ExitStack | None = None) -> Pat
     direct = path / ARCHIVE_NAME
     if direct.is_file():
         return direct
-    if stack is not None and all((path / m).is_file() for m in ARCHIVE_MEMBERS):
+    unpacked_members = _unpacked_members(path) if stack is not None else None
+    if unpacked_members:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ptycho-bundle-")))
         archive = tmp / ARCHIVE_NAME
         with zipfile.ZipFile(archive, "w") as zf:
-            for member in ARCHIVE_MEMBERS:
+            for member in unpacked_members:
                 zf.write(path / member, member)
         return archive
     nested = sorted(path.glob(f"*/{ARCHIVE_NAME}"))
@@ -224,15 +273,15 @@ def _parse(path: Path, zf: zipfile.ZipFile) -> tuple[dict, dict[str, bytes]]:
             "retrain the model with ptycho_train"
         )
     backend = manifest.get("backend")
-    if backend != BACKEND:
+    if backend not in WEIGHT_MEMBERS:
         raise ArchiveError(
-            f"{path}: archive was written by the '{backend}' backend; this "
-            f"installation loads '{BACKEND}' archives only"
+            f"{path}: manifest.json 'backend': expected one of {sorted(WEIGHT_MEMBERS)}, "
+            f"found {backend!r}"
         )
     hashes = _mapping(manifest, "sha256", path)
     sizes = _mapping(manifest, "sizes", path)
     members = {}
-    for name in _MEMBERS:
+    for name in ("configs.json", WEIGHT_MEMBERS[backend]):
         if name not in names:
             raise ArchiveError(f"{path}: archive member '{name}' is missing")
         size = sizes.get(name)
@@ -259,8 +308,37 @@ def _positive_number(manifest: dict, key: str, archive: Path, default: float | N
     return float(value)
 
 
-def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load an archive: the file, a zip wrapping it, or a directory (see :func:`find_archive`)."""
+@dataclass
+class ArchiveContents:
+    """An archive's parsed members: configs and weights (in the layout of ``backend``)."""
+
+    path: Path
+    manifest: dict
+    model_config: ModelConfig
+    training_config: TrainingConfig
+    backend: str
+    weights: dict  # PyTorch: tensors (state dict); TensorFlow: numpy arrays (its layout)
+
+    def number(self, key: str, default: float | None) -> float | None:
+        return _positive_number(self.manifest, key, self.path, default)
+
+    def torch_state(self, torch_keys: list[str]) -> dict:
+        """The weights as a PyTorch state dict (converted from a TensorFlow archive)."""
+        if self.backend == "pytorch":
+            return self.weights
+        converted = tensorflow_to_torch(self.weights, torch_keys)
+        return {k: torch.from_numpy(np.array(v, copy=True)) for k, v in converted.items()}
+
+    def tensorflow_weights(self) -> dict[str, np.ndarray]:
+        """The weights in the TensorFlow layout (converted from a PyTorch archive)."""
+        if self.backend == "tensorflow":
+            return self.weights
+        return torch_to_tensorflow(self.weights)
+
+
+def read_archive(path: str | os.PathLike) -> ArchiveContents:
+    """Parse and check an archive (the file, a zip wrapping it, or a directory, see
+    :func:`find_archive`) without building a model."""
     with ExitStack() as stack:
         archive = find_archive(path, stack)
         manifest, members = _read_members(archive)
@@ -276,21 +354,94 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -
         )
     except (KeyError, ValueError, TypeError) as exc:
         raise ArchiveError(f"{archive}: configs.json is not usable ({exc})") from exc
-    try:
-        state = torch.load(io.BytesIO(members["weights.pt"]), map_location="cpu", weights_only=True)
-    except Exception as exc:  # weights_only refuses anything but tensors and containers
-        raise ArchiveError(f"{archive}: weights.pt could not be loaded safely ({exc})") from exc
+    backend = manifest["backend"]
+    if backend == "tensorflow":
+        weights = weights_from_h5_bytes(members[WEIGHT_MEMBERS[backend]], str(archive))
+    else:
+        try:
+            weights = torch.load(
+                io.BytesIO(members["weights.pt"]), map_location="cpu", weights_only=True
+            )
+        except Exception as exc:  # weights_only refuses anything but tensors and containers
+            raise ArchiveError(f"{archive}: weights.pt could not be loaded safely ({exc})") from exc
+    return ArchiveContents(archive, manifest, model_config, training, backend, weights)
+
+
+def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> LoadedModel:
+    """A PyTorch model from an archive of either backend (TensorFlow weights are converted;
+    TensorFlow need not be installed)."""
+    contents = read_archive(path)
+    model_config, training = contents.model_config, contents.training_config
     N = model_config.N
     model = PtychoPINN(
         model_config,
         torch.ones(N, N, dtype=torch.complex64),
-        _positive_number(manifest, "intensity_scale", archive, 1.0),
+        contents.number("intensity_scale", 1.0),
         probe_trainable=training.probe_trainable,
         intensity_scale_trainable=training.intensity_scale_trainable,
         # The training data's mean counts per pattern (absent in archives written before it).
-        reference_energy=_positive_number(manifest, "reference_energy", archive, None),
+        reference_energy=contents.number("reference_energy", None),
     )
-    require_matching_state(model.state_dict(), state, str(archive))
+    keys = list(model.state_dict())
+    state = contents.torch_state(keys)
+    require_matching_state(model.state_dict(), state, str(contents.path))
     model.load_state_dict(state)
     model = model.to(torch.device(device)).eval()
-    return LoadedModel(model, model_config, training, manifest)
+    return LoadedModel(model, model_config, training, contents.manifest, contents.path)
+
+
+def load_tensorflow_model(path: str | os.PathLike) -> LoadedModel:
+    """A TensorFlow model from an archive of either backend (PyTorch weights are converted);
+    needs the ``tensorflow`` extra."""
+    from ptychopinn.tf_backend.model import TFPtychoPINN
+
+    contents = read_archive(path)
+    model_config, training = contents.model_config, contents.training_config
+    N = model_config.N
+    model = TFPtychoPINN(
+        model_config,
+        np.ones((N, N), dtype=np.complex64),
+        contents.number("intensity_scale", 1.0),
+        probe_trainable=training.probe_trainable,
+        intensity_scale_trainable=training.intensity_scale_trainable,
+        reference_energy=contents.number("reference_energy", None),
+    )
+    model.load_weight_arrays(contents.tensorflow_weights(), str(contents.path))
+    return LoadedModel(model, model_config, training, contents.manifest, contents.path)
+
+
+def archive_backend(path: str | os.PathLike) -> str:
+    """The backend that wrote an archive (its manifest's ``backend``)."""
+    return read_archive(path).backend
+
+
+def load_for_backend(
+    path: str | os.PathLike, backend: str = "auto", *, device: str | torch.device = "cpu"
+) -> LoadedModel:
+    """Load an archive into the model of ``backend``: ``pytorch``, ``tensorflow`` or ``auto``
+    (the backend that wrote it when it is installed, else PyTorch through the conversion).
+
+    ``tensorflow`` without TensorFlow installed is refused naming the extra to install.
+    """
+    if backend == "auto":
+        written_by = archive_backend(path)
+        backend = (
+            "tensorflow" if written_by == "tensorflow" and tensorflow_available() else "pytorch"
+        )
+        if written_by != backend:
+            log.info(
+                "%s: written by the %s backend, which is not installed (%s); its weights "
+                "are converted to the pytorch backend",
+                path,
+                written_by,
+                EXTRA_HINT,
+            )
+    if backend == "tensorflow":
+        if not tensorflow_available():
+            raise ArchiveError(
+                f"{path}: backend 'tensorflow' was asked for, but TensorFlow is not installed; "
+                f"install the extra with {EXTRA_HINT}, or load it with --backend pytorch "
+                "(archives of either backend load into either)"
+            )
+        return load_tensorflow_model(path)
+    return load_model(path, device=device)

@@ -278,17 +278,19 @@ class ModelConfig:
         check_range(self, "gaussian_smoothing_sigma", ge=0)
 
 
-def _check_sampling(obj: Any) -> None:
+def _check_sampling(obj: Any, backends: tuple[str, ...]) -> None:
     """Checks shared by training and inference sampling options."""
     check_range(obj, "n_groups", ge=1)
     check_range(obj, "n_subsample", ge=1)
     check_range(obj, "subsample_seed", ge=0)
-    check_choice(obj, "backend", BACKENDS)
+    check_choice(obj, "backend", backends)
     if not obj.output_dir:
         raise field_error(obj, "output_dir", "a non-empty directory path", obj.output_dir)
 
 
 BACKENDS: tuple[str, ...] = ("pytorch", "tensorflow")
+#: Inference may also follow the archive (``auto``).
+INFERENCE_BACKENDS: tuple[str, ...] = ("auto", *BACKENDS)
 
 
 @dataclass
@@ -344,7 +346,9 @@ class TrainingConfig:
         False, "with n_groups: the first positions anchor the groups, not a random subset"
     )
     output_dir: str = option("training_outputs", "where the archive, logs and pictures go")
-    backend: str = option("pytorch", "pytorch (tensorflow is not available yet)")
+    backend: str = option(
+        "pytorch", "pytorch, or tensorflow (needs the extra: pip install 'ptychopinn[tensorflow]')"
+    )
     seed: int = option(42, "seed of weights, grouping and shuffling (same seed, same run)")
     learning_rate: float = option(1e-3, "Adam learning rate (peak of the schedule)")
     scheduler: str = option(
@@ -377,7 +381,7 @@ class TrainingConfig:
                 f"mae_weight={self.mae_weight!r}"
             )
         check_range(self, "nphotons", gt=0)
-        _check_sampling(self)
+        _check_sampling(self, BACKENDS)
         group = self.model.gridsize**2
         if self.neighbor_count is None:
             self.neighbor_count = max(4, group)
@@ -431,12 +435,16 @@ class InferenceConfig:
     )
     subsample_seed: int | None = option(None, "seed of the n_subsample draw")
     output_dir: str = option("inference_outputs", "where the reconstruction and pictures go")
-    backend: str = option("pytorch", "pytorch (tensorflow is not available yet)")
+    backend: str = option(
+        "auto",
+        "pytorch, tensorflow, or auto: the backend that wrote the archive (pytorch when "
+        "tensorflow is not installed); either backend's archive loads into either",
+    )
     debug: bool = option(False, "log at debug level while reconstructing (like --verbose)")
 
     def __post_init__(self) -> None:
         coerce_fields(self)
-        _check_sampling(self)
+        _check_sampling(self, INFERENCE_BACKENDS)
 
 
 @dataclass

@@ -19,7 +19,6 @@ from ptychopinn.cli.config_flags import (
     collect,
     execution_overrides,
 )
-from ptychopinn.cli.train import check_backend
 from ptychopinn.config import InferenceConfig, load_execution_config, load_inference_config
 from ptychopinn.errors import ConfigError
 
@@ -95,8 +94,7 @@ def _main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     config = inference_config(args)
     configure_logging(args.verbose or config.debug)
-    check_backend(config.backend)
-    from ptychopinn.bundle import load_model
+    from ptychopinn.bundle import load_for_backend
     from ptychopinn.data.ptychodus_files import load_scan
     from ptychopinn.refine import parse_refine_spec
     from ptychopinn.workflows.execution import resolve_device
@@ -107,7 +105,7 @@ def _main(argv=None) -> int:
     object_settings = refine_settings(args)
     execution = load_execution_config(args.config, execution_overrides(args))
     device = resolve_device(execution.accelerator)
-    loaded = load_model(config.model_path, device=device)
+    loaded = load_for_backend(config.model_path, config.backend, device=device)
     data = load_scan(config.test_data_file)
     if config.n_groups is not None:
         data = data.subset(np.arange(min(config.n_groups, data.n_positions)))
@@ -137,6 +135,7 @@ def _reconstruct_and_write(
         "positions": data.n_positions,
         "seconds": round(seconds, 3),
         "patterns_per_s": round(data.n_positions / seconds, 1),
+        "backend": loaded.backend,
     }
     if product:
         summary["ptychodus_product"] = str(product)
@@ -145,7 +144,7 @@ def _reconstruct_and_write(
         (Path(output_dir) / product_name("_refined")).unlink(missing_ok=True)
     else:
         refined = refine_reconstruction(
-            loaded.model,
+            _pytorch_twin(loaded, device),
             data,
             rec.object,
             spec,
@@ -173,6 +172,16 @@ def _reconstruct_and_write(
         if refined_metrics:
             summary["refine"]["metrics"] = rounded(refined_metrics)
     return print_summary(summary, metrics)
+
+
+def _pytorch_twin(loaded, device):
+    """The model the refinement (PyTorch physics) works with: a TensorFlow model's weights
+    converted, else the model itself."""
+    if loaded.backend == "pytorch":
+        return loaded.model
+    from ptychopinn.bundle import load_model
+
+    return load_model(loaded.path, device=device).model
 
 
 def product_name(suffix: str = "") -> str:

@@ -68,12 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def check_backend(backend: str) -> None:
-    if backend == "tensorflow":
-        raise ConfigError(
-            "backend 'tensorflow' is not available in this installation (not yet "
-            "implemented); use --backend pytorch"
-        )
+def check_backend(training: TrainingConfig, execution: ExecutionConfig) -> None:
+    """Before any work: the TensorFlow backend is installed and supports the execution
+    settings (one message naming the extra or the setting otherwise)."""
+    if training.backend == "tensorflow":
+        from ptychopinn.tf_backend import import_tensorflow
+
+        import_tensorflow()
+        from ptychopinn.tf_backend.train import check_execution
+
+        check_execution(execution)
 
 
 def _main(argv=None) -> int:
@@ -85,7 +89,7 @@ def _main(argv=None) -> int:
     }
     training = load_training_config(args.config, overrides)
     execution = load_execution_config(args.config, execution_overrides(args))
-    check_backend(training.backend)
+    check_backend(training, execution)
     if args.print_config:
         print(commented_yaml(config_sections(training, execution), CONFIG_HEADER), end="")
         return 0
@@ -123,6 +127,11 @@ def run_training(
     test_data = load_scan(training.test_data_file) if training.test_data_file else None
     # Before anything in the output directory is rewritten:
     check_scan_sizes(training, train_data, test_data)
+    tensorflow = training.backend == "tensorflow"
+    if tensorflow:
+        from ptychopinn.tf_backend import train as tf_train
+
+        check_resume, train = tf_train.check_resume, tf_train.train
     if resume_from:
         check_resume(resume_from, training.nepochs)
     save_config_yaml(
@@ -136,12 +145,15 @@ def run_training(
         resume_from=resume_from,
         output_dir=out,
     )
-    if result.trainer.global_rank != 0:
-        return 0
-    archive = save_model(
-        result.module.model, out, training_config=training, execution_config=execution
-    )
-    summary = {"archive": str(archive), "epochs": result.trainer.current_epoch}
+    if tensorflow:
+        model, epochs, trainer = result.model, result.epochs, None
+    else:
+        if result.trainer.global_rank != 0:
+            return 0
+        model, epochs = result.module.model, result.trainer.current_epoch
+        trainer = result.trainer
+    archive = save_model(model, out, training_config=training, execution_config=execution)
+    summary = {"archive": str(archive), "epochs": epochs, "backend": training.backend}
     curve = save_loss_curve(out / "logs" / "metrics.csv", out / "loss_curve.png")
     if curve:
         summary["loss_curve"] = str(curve)
@@ -151,7 +163,7 @@ def run_training(
             raise ConfigError("--do_stitching needs test_data_file (the scan to reconstruct)")
         device = resolve_device(execution.accelerator)
         rec = reconstruct(
-            result.module.model,
+            model,
             test_data,
             device=device,
             batch_size=execution.inference_batch_size,
@@ -162,7 +174,8 @@ def run_training(
     outputs = [archive, out / "resolved_config.yaml", *pictures]
     if metrics:
         outputs.append(out / "metrics.json")
-    log_run_outputs(result.trainer, outputs, metrics)
+    if trainer is not None:  # MLflow / TensorBoard artefacts (the pytorch backend's loggers)
+        log_run_outputs(trainer, outputs, metrics)
     return print_summary(summary, metrics)
 
 

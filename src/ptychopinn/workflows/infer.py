@@ -103,12 +103,32 @@ def _gather(diffraction, idx: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(batch)
 
 
+def _is_tensorflow(model) -> bool:
+    return getattr(model, "backend", "pytorch") == "tensorflow"
+
+
 def _stitch_weights(model: PtychoPINN, weighting: str) -> torch.Tensor | None:
     if weighting not in WEIGHTINGS:
         raise ConfigError(f"weighting: expected one of {WEIGHTINGS}, found {weighting!r}")
     if weighting == "probe":
+        if _is_tensorflow(model):
+            return torch.from_numpy(np.abs(model.probe_array()) ** 2).float()
         return (model.probe.detach().abs() ** 2).float()
     return None
+
+
+def _tensorflow_predictor(model) -> Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]:
+    """Patches (B, C, N, N) from a TensorFlow model, as a CPU torch tensor (the network runs
+    on TensorFlow's own device; one compiled graph per batch shape)."""
+    from ptychopinn.tf_backend.infer import patch_predictor
+
+    predict = patch_predictor(model)
+
+    def run(x: torch.Tensor, offsets: torch.Tensor | None) -> torch.Tensor:
+        off = None if offsets is None else offsets.cpu().numpy()
+        return torch.from_numpy(predict(x.cpu().numpy(), off))
+
+    return run
 
 
 def dose_factor(model: PtychoPINN, data: PtychoData) -> float:
@@ -181,7 +201,18 @@ def reconstruct(
             f"batch_size, stitch_batch_size: expected >= 1, found {batch_size}, {stitch_batch_size}"
         )
     device = torch.device(device)
-    model = model.to(device).eval()
+    tensorflow = _is_tensorflow(model)
+    if tensorflow:
+        if precision != "32":
+            raise ConfigError(
+                f"precision: the tensorflow backend reconstructs in float32 ('32'), "
+                f"found {precision!r}"
+            )
+        predict = _tensorflow_predictor(model)
+        channels_last_format = False
+    else:
+        model = model.to(device).eval()
+        predict = model.predict_patches
     weights = _stitch_weights(model, weighting)
     dose = dose_factor(model, data) if adapt_dose else 1.0
     autocast = _autocast(device, precision)
@@ -205,7 +236,12 @@ def reconstruct(
         pending_from = stop
 
     starts = range(0, groups.G, batch_size)
-    with channels_last(model.generator, channels_last_format):
+    layout = (
+        contextlib.nullcontext()
+        if tensorflow
+        else channels_last(model.generator, channels_last_format)
+    )
+    with layout:
         for start in Progress(starts, desc="reconstructing", unit="batch", enabled=progress):
             stop = min(start + batch_size, groups.G)
             x = _gather(data.diffraction, groups.indices[start:stop]).to(device, non_blocking=True)
@@ -215,7 +251,7 @@ def reconstruct(
                 x = x.contiguous(memory_format=torch.channels_last)
             off = offsets[start:stop].to(device) if use_offsets else None
             with autocast:
-                patches = model.predict_patches(x, off)[:, 0]
+                patches = predict(x, off)[:, 0].to(device)
             patches = patches.to(torch.complex64).contiguous()
             pending.append(patches)
             if kept is not None:
