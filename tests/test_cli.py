@@ -203,7 +203,7 @@ def _run(main, argv, capsys) -> tuple[int, str]:
         (["--gridsize", "two"], "gridsize"),
         (["--model_type", "gan"], "model_type"),
         (["--probe_big", "maybe"], "probe_big"),
-        (["--backend", "tensorflow"], "tensorflow"),
+        (["--backend", "jax"], "backend"),
         (["--torch-accelerator", "tpu"], "accelerator"),
         (["--nepochs", "0"], "nepochs"),
     ],
@@ -310,7 +310,8 @@ def test_archive_problems_give_clear_errors(workdir, tmp_path, capsys):
     for name, mutate, expected in [
         ("future", manifest_with(format_version=99), "newer"),
         ("earlier", manifest_with(format_version=1), "earlier decoder layout.*retrain"),
-        ("backend", manifest_with(backend="tensorflow"), "tensorflow"),
+        ("backend", manifest_with(backend="jax"), "'backend': expected one of"),
+        ("tf-weights", manifest_with(backend="tensorflow"), "'weights.h5' is missing"),
         ("version-text", manifest_with(format_version="2"), "positive integer; found '2'"),
         ("hash-list", manifest_with(sha256=["x"]), "'sha256' must be a mapping"),
         ("scale-text", manifest_with(intensity_scale="big"), "'intensity_scale' must be a pos"),

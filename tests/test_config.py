@@ -66,7 +66,7 @@ def test_defaults():
 
     i = InferenceConfig()
     assert i.model_path is None and i.n_groups is None and i.output_dir == "inference_outputs"
-    assert i.backend == "pytorch" and i.debug is False
+    assert i.backend == "auto" and i.debug is False
 
     e = ExecutionConfig()
     assert (e.accelerator, e.devices, e.strategy, e.precision) == ("auto", 1, "auto", "32-true")

@@ -81,7 +81,7 @@ class LoadedModel:
 
     @property
     def intensity_scale(self) -> float:
-        return float(self.model.intensity_scale)
+        return intensity_scale_of(self.model)
 
     @property
     def backend(self) -> str:
@@ -92,6 +92,12 @@ class LoadedModel:
 def model_backend(model) -> str:
     """``tensorflow`` for a TensorFlow model, else ``pytorch``."""
     return getattr(model, "backend", "pytorch")
+
+
+def intensity_scale_of(model) -> float:
+    """A model's intensity scale as a float, for either backend."""
+    scale = model.intensity_scale
+    return float(scale.detach() if hasattr(scale, "detach") else scale)
 
 
 def _weights_member(model) -> tuple[str, bytes]:
@@ -132,7 +138,7 @@ def save_model(
         "model_names": MODEL_NAMES,
         "created_by": f"ptychopinn {__version__}",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "intensity_scale": float(model.intensity_scale),
+        "intensity_scale": intensity_scale_of(model),
         "reference_energy": model.reference_energy,
         "N": model.config.N,
         "gridsize": model.config.gridsize,

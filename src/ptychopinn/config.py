@@ -437,8 +437,7 @@ class InferenceConfig:
     output_dir: str = option("inference_outputs", "where the reconstruction and pictures go")
     backend: str = option(
         "auto",
-        "pytorch, tensorflow, or auto: the backend that wrote the archive (pytorch when "
-        "tensorflow is not installed); either backend's archive loads into either",
+        "pytorch, tensorflow, or auto: the archive's own (pytorch if tensorflow is missing)",
     )
     debug: bool = option(False, "log at debug level while reconstructing (like --verbose)")
 

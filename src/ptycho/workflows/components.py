@@ -17,7 +17,7 @@ from ptycho.config.config import update_legacy_dict
 from ptycho.model_manager import InferenceModel
 from ptycho.raw_data import RawData
 from ptychopinn.atomic import atomic_savez
-from ptychopinn.bundle import load_model
+from ptychopinn.bundle import intensity_scale_of, load_model
 from ptychopinn.config import ExecutionConfig, TrainingConfig, from_dict, to_dict
 from ptychopinn.data.types import PtychoData
 from ptychopinn.errors import ArchiveError
@@ -108,7 +108,9 @@ def run_cdi_example(
     ``results`` holds ``history`` (per-epoch losses), ``intensity_scale`` and ``model``.
     Lightning logs go to ``config.output_dir``, or a temporary directory when that is the
     current directory (Ptychodus passes ``Path()``), so nothing lands in the working dir.
-    The trained model becomes the one ``ptycho.model_manager.save`` writes.
+    The trained model becomes the one ``ptycho.model_manager.save`` writes. With
+    ``config.backend == "tensorflow"`` the TensorFlow backend trains (its archive loads back
+    through :func:`load_inference_bundle` like any other).
     """
     del M
     from ptychopinn.workflows.execution import resolve_device
@@ -122,10 +124,18 @@ def run_cdi_example(
         out = Path(training.output_dir or ".")
         if out.resolve() == Path.cwd().resolve():
             out = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ptycho-train-")))
-        result = train(train_pd, training, execution, test_data=test_pd, output_dir=out)
+        if training.backend == "tensorflow":
+            from ptychopinn.tf_backend.train import train as train_tensorflow
+
+            result = train_tensorflow(
+                train_pd, training, execution, test_data=test_pd, output_dir=out, progress=False
+            )
+            model = result.model
+        else:
+            result = train(train_pd, training, execution, test_data=test_pd, output_dir=out)
+            model = result.module.model
         history = _read_history(out / "logs" / "metrics.csv")
-    model = result.module.model
-    scale = float(model.intensity_scale.detach())
+    scale = intensity_scale_of(model)
     params.cfg["intensity_scale"] = scale
     model_manager.remember(model, training, execution)
     results: dict[str, Any] = {"history": history, "intensity_scale": scale, "model": model}
