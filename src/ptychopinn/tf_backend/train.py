@@ -197,7 +197,7 @@ def _batch_arrays(batch: dict) -> dict:
     return out
 
 
-class _Losses:
+class Losses:
     """The weighted loss terms of one batch, as the PyTorch module defines them."""
 
     def __init__(self, model: TFPtychoPINN, training: TrainingConfig, canvas_size: int):
@@ -230,6 +230,34 @@ class _Losses:
                 )
         terms["loss"] = tf.add_n(list(terms.values()))
         return terms
+
+
+def make_steps(losses: Losses, optimizer, variables):
+    """Compiled ``(train_step, eval_step)``, each ``(amplitudes, offsets, probe, labels) ->
+    loss terms``; the training step also applies the optimiser."""
+
+    @tf.function(reduce_retracing=True)
+    def train_step(amplitudes, offsets, probe, labels):
+        with tf.GradientTape() as tape:
+            terms = losses(amplitudes, offsets, probe, labels, training=True)
+        grads = tape.gradient(terms["loss"], variables)
+        optimizer.apply_gradients(zip(grads, variables, strict=True))
+        return terms
+
+    @tf.function(reduce_retracing=True)
+    def eval_step(amplitudes, offsets, probe, labels):
+        return losses(amplitudes, offsets, probe, labels, training=False)
+
+    return train_step, eval_step
+
+
+def make_optimizer(training: TrainingConfig):
+    """Adam as the PyTorch backend configures it (epsilon, gradient-norm clipping)."""
+    return keras.optimizers.Adam(
+        learning_rate=training.learning_rate,
+        epsilon=ADAM_EPSILON,
+        global_clipnorm=training.gradient_clip_val,
+    )
 
 
 def _write_metrics(path: Path, rows: list[dict]) -> None:
@@ -323,12 +351,8 @@ def _fit(model, data, training, execution, ckpt, resume_from, output_dir, progre
     if data.val_set is not None:
         offsets.append(data.val_set.offsets.numpy())
     canvas_size = max(tfp.canvas_size_for(o, N) for o in offsets)
-    losses = _Losses(model, training, canvas_size)
-    optimizer = keras.optimizers.Adam(
-        learning_rate=training.learning_rate,
-        epsilon=ADAM_EPSILON,
-        global_clipnorm=training.gradient_clip_val,
-    )
+    losses = Losses(model, training, canvas_size)
+    optimizer = make_optimizer(training)
     variables = model.trainable_variables
     loader = data.train_dataloader()
     per_epoch = len(loader)
@@ -344,17 +368,7 @@ def _fit(model, data, training, execution, ckpt, resume_from, output_dir, progre
         start_epoch, step, plateau = ckpt["epochs_done"], ckpt["step"], ckpt["plateau"]
         rows = _earlier_rows(metrics_csv, start_epoch)
 
-    @tf.function(reduce_retracing=True)
-    def train_step(amplitudes, offsets, probe, labels):
-        with tf.GradientTape() as tape:
-            terms = losses(amplitudes, offsets, probe, labels, training=True)
-        grads = tape.gradient(terms["loss"], variables)
-        optimizer.apply_gradients(zip(grads, variables, strict=True))
-        return terms
-
-    @tf.function(reduce_retracing=True)
-    def eval_step(amplitudes, offsets, probe, labels):
-        return losses(amplitudes, offsets, probe, labels, training=False)
+    train_step, eval_step = make_steps(losses, optimizer, variables)
 
     def lr_at(k: int) -> float:
         if training.scheduler == "plateau":
