@@ -95,7 +95,7 @@ def run(args, gridsize: int, data) -> dict:
         timer = StepTimer(args.warmup)
         trainer = build_trainer(
             execution,
-            max_epochs=args.epochs,
+            training,
             output_dir=out,
             monitor="train_loss_epoch",
             extra_callbacks=[timer],
