@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ptychopinn.benchmarking.runtime import quiet_benchmark_process
+from ptychopinn.benchmarking.table import plain_table
 from ptychopinn.config import ModelConfig, TrainingConfig
 from ptychopinn.data.simulate import simulate_dataset
 from ptychopinn.model.lightning_module import PINNLightningModule
@@ -139,10 +140,7 @@ def main() -> None:
                 }
             )
             print(json.dumps(rows[-1]), flush=True)
-    keys = list(rows[0])
-    print("  ".join(keys))
-    for r in rows:
-        print("  ".join(str(r[k]).rjust(len(k)) for k in keys))
+    print(plain_table(rows))
     print(f"torch threads: {torch.get_num_threads()}")
     if args.json:
         with open(args.json, "w") as fh:

@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ptychopinn.benchmarking.runtime import quiet_benchmark_process
+from ptychopinn.benchmarking.table import plain_table
 from ptychopinn.config import ExecutionConfig, ModelConfig, TrainingConfig
 from ptychopinn.data.simulate import simulate_dataset
 from ptychopinn.workflows.datamodule import make_group_dataset
@@ -141,10 +142,7 @@ def main() -> None:
     quiet_benchmark_process(args.threads, level=logging.WARNING)
     data = simulate_dataset(seed=1, N=64, object_size=256, step=7.0)
     rows = [run(args, g, data) for g in args.gridsizes]
-    keys = list(rows[0])
-    print("  ".join(keys))
-    for r in rows:
-        print("  ".join(str(r[k]).rjust(len(k)) for k in keys))
+    print(plain_table(rows))
     print(f"torch threads: {torch.get_num_threads()}")
     if args.json:
         with open(args.json, "w") as fh:

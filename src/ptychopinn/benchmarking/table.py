@@ -100,3 +100,13 @@ def format_table(rows: Sequence[dict], columns: Sequence[str] = COLUMNS) -> str:
             )
         )
     return "\n".join(lines)
+
+
+def plain_table(rows: Sequence[dict]) -> str:
+    """Rows of equal keys as space-separated, right-aligned columns under a header line."""
+    if not rows:
+        return ""
+    keys = list(rows[0])
+    lines = ["  ".join(keys)]
+    lines += ["  ".join(str(r[k]).rjust(len(k)) for k in keys) for r in rows]
+    return "\n".join(lines)
