@@ -28,9 +28,9 @@ from ptychopinn.benchmarking.table import plain_table
 from ptychopinn.config import ModelConfig, TrainingConfig
 from ptychopinn.data.simulate import simulate_dataset
 from ptychopinn.model.lightning_module import PINNLightningModule
-from ptychopinn.model.pinn import initial_intensity_scale, normalise_probe
 from ptychopinn.workflows.datamodule import make_group_dataset
 from ptychopinn.workflows.infer import reconstruct
+from ptychopinn.workflows.train import initial_scale_and_energy
 
 
 def batches(dataset, batch_size: int, count: int, seed: int = 0) -> list[dict]:
@@ -49,8 +49,7 @@ def batches(dataset, batch_size: int, count: int, seed: int = 0) -> list[dict]:
 
 
 def torch_training(training: TrainingConfig, data, work: list[dict], warmup: int):
-    probe = normalise_probe(data.probe, training.model.N)
-    scale = initial_intensity_scale(data.diffraction, probe)
+    scale, _ = initial_scale_and_energy([data], training.model.N)
     module = PINNLightningModule.from_configs(training, intensity_scale=scale, probe=data.probe)
     module.model.generator.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(module.parameters(), lr=training.learning_rate)
@@ -73,8 +72,7 @@ def tensorflow_training(training: TrainingConfig, data, work: list[dict], warmup
     from ptychopinn.tf_backend.model import TFPtychoPINN
     from ptychopinn.tf_backend.train import Losses, make_optimizer, make_steps
 
-    probe = normalise_probe(data.probe, training.model.N)
-    scale = initial_intensity_scale(data.diffraction, probe)
+    scale, _ = initial_scale_and_energy([data], training.model.N)
     model = TFPtychoPINN(training.model, np.asarray(data.probe), scale)
     size = max(tfp.canvas_size_for(b["offsets"], training.model.N) for b in work)
     optimizer = make_optimizer(training)

@@ -42,7 +42,7 @@ from ptychopinn.config import (
 from ptychopinn.errors import ArchiveError
 from ptychopinn.model.pinn import PtychoPINN
 from ptychopinn.model.state_check import require_matching_state
-from ptychopinn.tf_backend import EXTRA_HINT, tensorflow_available
+from ptychopinn.tf_backend import EXTRA_HINT, model_backend, tensorflow_available
 from ptychopinn.tf_backend.layout import (
     tensorflow_to_torch,
     torch_to_tensorflow,
@@ -87,11 +87,6 @@ class LoadedModel:
     def backend(self) -> str:
         """The backend of ``model`` (not necessarily the one that wrote the archive)."""
         return model_backend(self.model)
-
-
-def model_backend(model) -> str:
-    """``tensorflow`` for a TensorFlow model, else ``pytorch``."""
-    return getattr(model, "backend", "pytorch")
 
 
 def intensity_scale_of(model) -> float:
@@ -373,52 +368,52 @@ def read_archive(path: str | os.PathLike) -> ArchiveContents:
     return ArchiveContents(archive, manifest, model_config, training, backend, weights)
 
 
-def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> LoadedModel:
-    """A PyTorch model from an archive of either backend (TensorFlow weights are converted;
-    TensorFlow need not be installed)."""
-    contents = read_archive(path)
-    model_config, training = contents.model_config, contents.training_config
-    N = model_config.N
-    model = PtychoPINN(
-        model_config,
-        torch.ones(N, N, dtype=torch.complex64),
-        contents.number("intensity_scale", 1.0),
-        probe_trainable=training.probe_trainable,
-        intensity_scale_trainable=training.intensity_scale_trainable,
+def _model_arguments(contents: ArchiveContents) -> dict:
+    """What either backend's model is built with, from the archive (besides the probe,
+    which its weights carry)."""
+    training = contents.training_config
+    return {
+        "intensity_scale": contents.number("intensity_scale", 1.0),
+        "probe_trainable": training.probe_trainable,
+        "intensity_scale_trainable": training.intensity_scale_trainable,
         # The training data's mean counts per pattern (absent in archives written before it).
-        reference_energy=contents.number("reference_energy", None),
+        "reference_energy": contents.number("reference_energy", None),
+    }
+
+
+def _pytorch_model(contents: ArchiveContents, device: str | torch.device) -> LoadedModel:
+    config = contents.model_config
+    N = config.N
+    model = PtychoPINN(
+        config, torch.ones(N, N, dtype=torch.complex64), **_model_arguments(contents)
     )
-    keys = list(model.state_dict())
-    state = contents.torch_state(keys)
+    state = contents.torch_state(list(model.state_dict()))
     require_matching_state(model.state_dict(), state, str(contents.path))
     model.load_state_dict(state)
     model = model.to(torch.device(device)).eval()
-    return LoadedModel(model, model_config, training, contents.manifest, contents.path)
+    return LoadedModel(model, config, contents.training_config, contents.manifest, contents.path)
+
+
+def _tensorflow_model(contents: ArchiveContents) -> LoadedModel:
+    from ptychopinn.tf_backend.model import TFPtychoPINN
+
+    config = contents.model_config
+    N = config.N
+    model = TFPtychoPINN(config, np.ones((N, N), dtype=np.complex64), **_model_arguments(contents))
+    model.load_weight_arrays(contents.tensorflow_weights(), str(contents.path))
+    return LoadedModel(model, config, contents.training_config, contents.manifest, contents.path)
+
+
+def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> LoadedModel:
+    """A PyTorch model from an archive of either backend (TensorFlow weights are converted;
+    TensorFlow need not be installed)."""
+    return _pytorch_model(read_archive(path), device)
 
 
 def load_tensorflow_model(path: str | os.PathLike) -> LoadedModel:
     """A TensorFlow model from an archive of either backend (PyTorch weights are converted);
     needs the ``tensorflow`` extra."""
-    from ptychopinn.tf_backend.model import TFPtychoPINN
-
-    contents = read_archive(path)
-    model_config, training = contents.model_config, contents.training_config
-    N = model_config.N
-    model = TFPtychoPINN(
-        model_config,
-        np.ones((N, N), dtype=np.complex64),
-        contents.number("intensity_scale", 1.0),
-        probe_trainable=training.probe_trainable,
-        intensity_scale_trainable=training.intensity_scale_trainable,
-        reference_energy=contents.number("reference_energy", None),
-    )
-    model.load_weight_arrays(contents.tensorflow_weights(), str(contents.path))
-    return LoadedModel(model, model_config, training, contents.manifest, contents.path)
-
-
-def archive_backend(path: str | os.PathLike) -> str:
-    """The backend that wrote an archive (its manifest's ``backend``)."""
-    return read_archive(path).backend
+    return _tensorflow_model(read_archive(path))
 
 
 def load_for_backend(
@@ -429,8 +424,9 @@ def load_for_backend(
 
     ``tensorflow`` without TensorFlow installed is refused naming the extra to install.
     """
+    contents = read_archive(path)
     if backend == "auto":
-        written_by = archive_backend(path)
+        written_by = contents.backend
         backend = (
             "tensorflow" if written_by == "tensorflow" and tensorflow_available() else "pytorch"
         )
@@ -449,5 +445,5 @@ def load_for_backend(
                 f"install the extra with {EXTRA_HINT}, or load it with --backend pytorch "
                 "(archives of either backend load into either)"
             )
-        return load_tensorflow_model(path)
-    return load_model(path, device=device)
+        return _tensorflow_model(contents)
+    return _pytorch_model(contents, device)

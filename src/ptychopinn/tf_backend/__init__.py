@@ -17,6 +17,11 @@ from ptychopinn.errors import ConfigError
 EXTRA_HINT = "pip install 'ptychopinn[tensorflow]'"
 
 
+def model_backend(model) -> str:
+    """``tensorflow`` for a TensorFlow model (its class says so), else ``pytorch``."""
+    return getattr(model, "backend", "pytorch")
+
+
 def tensorflow_available() -> bool:
     """Whether TensorFlow can be imported (without importing it when it cannot)."""
     import importlib.util

@@ -14,22 +14,13 @@ import math
 import numpy as np
 
 from ptychopinn.config import ModelConfig
-from ptychopinn.model.pinn import OVERLAP_WEIGHT_FLOOR
+from ptychopinn.model.pinn import OVERLAP_WEIGHT_FLOOR, normalise_probe
 from ptychopinn.tf_backend import import_tensorflow
 from ptychopinn.tf_backend import physics as tfp
 from ptychopinn.tf_backend.network import Generator
 
 tf = import_tensorflow()
 import keras  # noqa: E402
-
-
-def normalised_probe_array(probe: np.ndarray, N: int) -> np.ndarray:
-    """Complex64 probe scaled to ``||P||_2 = N/2``, like ``model.pinn.normalise_probe``."""
-    p = np.asarray(probe, dtype=np.complex64)
-    norm = float(np.linalg.norm(p))
-    if not math.isfinite(norm) or norm <= 0:
-        raise ValueError("probe has zero or non-finite energy")
-    return (p * np.float32(N / 2 / norm)).astype(np.complex64)
 
 
 class TFPtychoPINN(keras.Model):
@@ -61,7 +52,7 @@ class TFPtychoPINN(keras.Model):
             normalization=config.normalization,
             global_mixing=config.global_mixing,
         )
-        p = normalised_probe_array(probe, N)
+        p = normalise_probe(probe, N).numpy()
         if p.shape != (N, N):
             raise ValueError(f"probe must be ({N}, {N}), found {p.shape}")
         probe_ri = np.stack([p.real, p.imag]).astype(np.float32)

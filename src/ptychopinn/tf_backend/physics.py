@@ -14,7 +14,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
+from ptychopinn.physics import forward
 from ptychopinn.physics.patches import _frame_margins
 from ptychopinn.tf_backend import import_tensorflow
 
@@ -32,9 +34,7 @@ def far_field(psi):
 
 def circular_mask(N: int, radius: float | None = None) -> np.ndarray:
     """The disk of :func:`ptychopinn.physics.forward.circular_mask`, as float32 numpy."""
-    radius = N / 2.0 if radius is None else radius
-    axis = np.arange(N, dtype=np.float64) - (N - 1) / 2.0
-    return ((axis[:, None] ** 2 + axis[None, :] ** 2) <= radius**2).astype(np.float32)
+    return forward.circular_mask(N, radius).numpy()
 
 
 def gaussian_blur(x, sigma: float):
@@ -45,10 +45,8 @@ def gaussian_blur(x, sigma: float):
         return tf.complex(
             gaussian_blur(tf.math.real(x), sigma), gaussian_blur(tf.math.imag(x), sigma)
         )
-    half = max(1, int(math.ceil(3.0 * sigma)))
-    t = np.arange(-half, half + 1, dtype=np.float64)
-    kernel = np.exp(-0.5 * (t / sigma) ** 2)
-    kernel = tf.constant(kernel / kernel.sum(), dtype=x.dtype)
+    kernel = forward._gaussian_kernel(float(sigma), torch.float64, torch.device("cpu"))
+    kernel = tf.constant(kernel.numpy(), dtype=x.dtype)
     k = int(kernel.shape[0])
     shape = tf.shape(x)
     images = tf.reshape(x, [-1, shape[-2], shape[-1], 1])

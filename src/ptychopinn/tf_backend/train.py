@@ -28,7 +28,6 @@ from ptychopinn.data.grouping import Groups
 from ptychopinn.data.types import PtychoData
 from ptychopinn.errors import ArchiveError, ConfigError, TrainingInterrupted
 from ptychopinn.model import schedule
-from ptychopinn.model.pinn import initial_intensity_scale, normalise_probe
 from ptychopinn.progress import Progress
 from ptychopinn.tf_backend import import_tensorflow
 from ptychopinn.tf_backend import physics as tfp
@@ -37,7 +36,7 @@ from ptychopinn.workflows.datamodule import ScanDataModule, as_scans
 from ptychopinn.workflows.train import (
     check_scan_sizes,
     check_several_scans,
-    mean_energy_of,
+    initial_scale_and_energy,
     scan_energies,
     set_aside_old_checkpoints,
     subsample,
@@ -295,11 +294,7 @@ def build_model(
     scans: Sequence[PtychoData], training: TrainingConfig, energies: Sequence[float]
 ) -> TFPtychoPINN:
     """A fresh model: the first scan's probe, the scans' mean dose as the intensity scale."""
-    probe = normalise_probe(scans[0].probe, training.model.N)
-    energy = mean_energy_of(scans, energies)
-    scale = initial_intensity_scale(
-        scans[0].diffraction, probe, mean_energy=energy if len(scans) > 1 else None
-    )
+    scale, energy = initial_scale_and_energy(scans, training.model.N, energies)
     return TFPtychoPINN(
         training.model,
         np.asarray(scans[0].probe),

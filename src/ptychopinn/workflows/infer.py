@@ -27,6 +27,7 @@ from ptychopinn.errors import ConfigError, DataValidationError
 from ptychopinn.model.pinn import PtychoPINN, mean_pattern_energy
 from ptychopinn.physics.patches import PatchAccumulator
 from ptychopinn.progress import Progress
+from ptychopinn.tf_backend import model_backend
 
 log = logging.getLogger(__name__)
 #: Dose ratio (scan / training, either way) beyond which inference warns.
@@ -103,15 +104,11 @@ def _gather(diffraction, idx: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(batch)
 
 
-def _is_tensorflow(model) -> bool:
-    return getattr(model, "backend", "pytorch") == "tensorflow"
-
-
 def _stitch_weights(model: PtychoPINN, weighting: str) -> torch.Tensor | None:
     if weighting not in WEIGHTINGS:
         raise ConfigError(f"weighting: expected one of {WEIGHTINGS}, found {weighting!r}")
     if weighting == "probe":
-        if _is_tensorflow(model):
+        if model_backend(model) == "tensorflow":
             return torch.from_numpy(np.abs(model.probe_array()) ** 2).float()
         return (model.probe.detach().abs() ** 2).float()
     return None
@@ -201,7 +198,7 @@ def reconstruct(
             f"batch_size, stitch_batch_size: expected >= 1, found {batch_size}, {stitch_batch_size}"
         )
     device = torch.device(device)
-    tensorflow = _is_tensorflow(model)
+    tensorflow = model_backend(model) == "tensorflow"
     if tensorflow:
         if precision != "32":
             raise ConfigError(
@@ -209,7 +206,7 @@ def reconstruct(
                 f"found {precision!r}"
             )
         predict = _tensorflow_predictor(model)
-        channels_last_format = False
+        channels_last_format = False  # a torch memory layout; TensorFlow runs NHWC anyway
     else:
         model = model.to(device).eval()
         predict = model.predict_patches
@@ -236,12 +233,7 @@ def reconstruct(
         pending_from = stop
 
     starts = range(0, groups.G, batch_size)
-    layout = (
-        contextlib.nullcontext()
-        if tensorflow
-        else channels_last(model.generator, channels_last_format)
-    )
-    with layout:
+    with channels_last(model.generator, channels_last_format):
         for start in Progress(starts, desc="reconstructing", unit="batch", enabled=progress):
             stop = min(start + batch_size, groups.G)
             x = _gather(data.diffraction, groups.indices[start:stop]).to(device, non_blocking=True)

@@ -60,6 +60,20 @@ def mean_energy_of(scans: Sequence[PtychoData], energies: Sequence[float]) -> fl
     return float(np.average(energies, weights=[s.n_positions for s in scans]))
 
 
+def initial_scale_and_energy(
+    scans: Sequence[PtychoData], N: int, energies: Sequence[float] | None = None
+) -> tuple[float, float]:
+    """The initial intensity scale (for the first scan's probe) and the reference dose (mean
+    counts per pattern over all the scans), for a model of either backend."""
+    probe = normalise_probe(scans[0].probe, N)
+    energy = mean_energy_of(scans, scan_energies(scans) if energies is None else energies)
+    # One scan: its exact mean over every pattern; several: the sampled, weighted mean.
+    scale = initial_intensity_scale(
+        scans[0].diffraction, probe, mean_energy=energy if len(scans) > 1 else None
+    )
+    return scale, energy
+
+
 def build_module(
     data: PtychoData | Sequence[PtychoData],
     training: TrainingConfig,
@@ -71,12 +85,7 @@ def build_module(
     mean pattern energy) come from the training data; ``energies`` are the scans'
     :func:`scan_energies` when the caller has them already."""
     scans = as_scans(data)
-    probe = normalise_probe(scans[0].probe, training.model.N)
-    energy = mean_energy_of(scans, scan_energies(scans) if energies is None else energies)
-    # One scan: its exact mean over every pattern; several: the sampled, weighted mean.
-    scale = initial_intensity_scale(
-        scans[0].diffraction, probe, mean_energy=energy if len(scans) > 1 else None
-    )
+    scale, energy = initial_scale_and_energy(scans, training.model.N, energies)
     return PINNLightningModule.from_configs(
         training, execution, intensity_scale=scale, probe=scans[0].probe, reference_energy=energy
     )
