@@ -89,6 +89,7 @@ def run(args, gridsize: int, data) -> dict:
             enable_checkpointing=False,
             enable_progress_bar=False,
             num_workers=args.num_workers,
+            precision=args.precision,
         )
         L.seed_everything(0, verbose=False)
         dataset, _ = make_group_dataset(data, training, seed=0, need_labels=False)
@@ -114,6 +115,7 @@ def run(args, gridsize: int, data) -> dict:
     step_s, wait_s = sum(timer.steps), sum(timer.waits)
     return {
         "gridsize": gridsize,
+        "precision": args.precision,
         "batch": args.batch_size,
         "num_workers": args.num_workers,
         "groups_per_s": round(timer.groups / (step_s + wait_s), 1),
@@ -137,6 +139,7 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=3, help="steps left out of the timing")
     p.add_argument("--num_workers", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--precision", default="32-true", help="ExecutionConfig.precision")
     p.add_argument("--json", default=None)
     args = p.parse_args()
     quiet_benchmark_process(args.threads, level=logging.WARNING)

@@ -69,7 +69,7 @@ def test_defaults():
     assert i.backend == "auto" and i.debug is False
 
     e = ExecutionConfig()
-    assert (e.accelerator, e.devices, e.strategy, e.precision) == ("auto", 1, "auto", "32-true")
+    assert (e.accelerator, e.devices, e.strategy, e.precision) == ("auto", 1, "auto", "auto")
     assert e.logger == "csv" and e.inference_batch_size == 64
     assert e.early_stopping_patience is None and e.checkpoint_save_top_k == 1
 

@@ -20,8 +20,9 @@ from ptychopinn.model.lightning_module import PINNLightningModule
 from ptychopinn.model.network import Generator, SpatialMixing
 from ptychopinn.model.pinn import PtychoPINN
 from ptychopinn.model.state_check import require_matching_state, state_mismatch
+from ptychopinn.workflows import execution as execution_module
 from ptychopinn.workflows.datamodule import training_labels
-from ptychopinn.workflows.execution import resolve_accelerator
+from ptychopinn.workflows.execution import resolve_accelerator, resolve_precision
 from ptychopinn.workflows.infer import reconstruct
 from ptychopinn.workflows.train import train
 
@@ -234,6 +235,48 @@ def test_accelerator_falls_back_to_cpu_with_warning(monkeypatch):
         assert resolve_accelerator("cuda") == "cpu"
     with pytest.warns(RuntimeWarning, match="CPU"):
         assert resolve_accelerator("auto") in ("cpu", "mps")
+
+
+def test_auto_precision_is_bfloat16_only_on_a_cpu_with_bfloat16_units(monkeypatch):
+    monkeypatch.setattr(execution_module, "native_bf16_cpu", lambda: True)
+    assert resolve_precision("auto", "cpu") == "bf16-mixed"
+    assert resolve_precision("auto", "cuda") == "32-true"
+    assert resolve_precision("32-true", "cpu") == "32-true"  # an explicit choice stands
+    monkeypatch.setattr(execution_module, "native_bf16_cpu", lambda: False)
+    assert resolve_precision("auto", "cpu") == "32-true"
+    assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
+    assert isinstance(execution_module.native_bf16_cpu.__call__(), bool)
+
+
+def test_bfloat16_training_matches_float32(small_scan, tmp_path):
+    """bf16-mixed (what ``auto`` picks on CPUs with bfloat16 units) trains as well as
+    float32: parameters and patches stay float32/complex64, the losses end within 10 % and
+    the reconstructions score alike."""
+    scores, final_loss = {}, {}
+    for precision in ("32-true", "bf16-mixed"):
+        out = tmp_path / precision
+        cfg = TrainingConfig(
+            model=ModelConfig(N=32, gridsize=1, n_filters_scale=1, normalization="none"),
+            nepochs=4,
+            batch_size=4,
+            output_dir=str(out),
+        )
+        result = train(small_scan, cfg, quiet_execution(precision=precision))
+        assert result.trainer.precision == precision
+        assert all(p.dtype == torch.float32 for p in result.module.parameters())
+        history = np.genfromtxt(out / "logs" / "metrics.csv", delimiter=",", names=True)
+        final_loss[precision] = history["train_loss_epoch"][~np.isnan(history["train_loss_epoch"])][
+            -1
+        ]
+        rec = reconstruct(result.module.model, small_scan)
+        assert rec.object.dtype == np.complex64 and np.isfinite(rec.object).all()
+        s = small_scan
+        scores[precision] = evaluate(
+            rec.object, s.object, xcoords=s.xcoords, ycoords=s.ycoords, N=s.N
+        )
+    assert abs(final_loss["bf16-mixed"] / final_loss["32-true"] - 1) < 0.15, final_loss
+    for key in ("amp_ssim", "phase_ssim"):
+        assert abs(scores["bf16-mixed"][key] - scores["32-true"][key]) < 0.05, scores
 
 
 def test_gradient_accumulation_steps_optimizer_less_often(tiny_scan, tmp_path):

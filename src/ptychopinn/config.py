@@ -457,7 +457,10 @@ class ExecutionConfig:
     accelerator: str = option("auto", "auto, cpu, cuda (gpu) or mps")
     devices: int = option(1, "devices to train on (more than 1: DDP)")
     strategy: str = option("auto", "Lightning strategy: auto, ddp, ddp_spawn, ...")
-    precision: str = option("32-true", "32-true, 16-mixed, bf16-mixed or 64-true")
+    precision: str = option(
+        "auto",
+        "auto (bf16-mixed on CPUs with bfloat16 units, else 32-true), 32-true, bf16-mixed, ...",
+    )
     deterministic: bool = option(False, "deterministic torch kernels (slower)")
     num_workers: int = option(0, "data-loader worker processes (0: in the main process)")
     accumulate_grad_batches: int = option(1, "batches whose gradients make one step")
@@ -483,7 +486,13 @@ class ExecutionConfig:
         "ddp_notebook",
         "single_device",
     )
-    PRECISIONS: ClassVar[tuple[str, ...]] = ("32-true", "16-mixed", "bf16-mixed", "64-true")
+    PRECISIONS: ClassVar[tuple[str, ...]] = (
+        "auto",
+        "32-true",
+        "16-mixed",
+        "bf16-mixed",
+        "64-true",
+    )
     LOGGERS: ClassVar[tuple[str, ...]] = ("csv", "tensorboard", "mlflow", "none")
     #: Lightning's short precision spellings, accepted on input.
     _VALUE_ALIASES: ClassVar[dict[str, dict[str, str]]] = {

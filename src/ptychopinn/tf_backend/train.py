@@ -48,7 +48,8 @@ import keras  # noqa: E402
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "ptychopinn-tensorflow-checkpoint"
-PRECISIONS = ("32-true", "32")
+#: What this backend runs; "auto" is float32 here (no bfloat16 path).
+PRECISIONS = ("auto", "32-true", "32")
 LOGGERS = ("csv", "none")
 #: Torch's Adam epsilon (Keras defaults to 1e-7).
 ADAM_EPSILON = 1e-8
@@ -75,7 +76,7 @@ def check_execution(execution: ExecutionConfig) -> None:
             f"found {execution.devices}"
         )
     if execution.precision not in PRECISIONS:
-        problems.append(f"precision: expected 32-true, found {execution.precision!r}")
+        problems.append(f"precision: expected auto or 32-true, found {execution.precision!r}")
     if execution.logger not in LOGGERS:
         problems.append(
             f"logger: expected csv or none (logs/metrics.csv), found {execution.logger!r}"

@@ -54,6 +54,34 @@ def resolve_accelerator(name: str) -> str:
     raise ConfigError(f"accelerator: expected one of auto, cpu, cuda, gpu, mps; found '{name}'")
 
 
+def native_bf16_cpu() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX).
+
+    There, bfloat16 convolutions run 1.5-3x faster than float32 ones (measured: README,
+    "Training speed"); elsewhere bfloat16 is emulated and slower than float32.
+    """
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    try:
+        return bool(probe()) if probe is not None else False
+    except RuntimeError:  # a build without the query
+        return False
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """Lightning's precision for ``ExecutionConfig.precision`` on a resolved accelerator.
+
+    ``auto`` trains the network in bfloat16 (``bf16-mixed``: weights, optimiser and the
+    physics stay float32) on a CPU with bfloat16 matrix units, where it reconstructs as well
+    as float32 in about half the time, and in float32 everywhere else.
+    """
+    if precision != "auto":
+        return precision
+    if accelerator == "cpu" and native_bf16_cpu():
+        log.info("precision auto: bf16-mixed (this CPU has bfloat16 matrix units)")
+        return "bf16-mixed"
+    return "32-true"
+
+
 def resolve_device(name: str) -> torch.device:
     """A ``torch.device`` for an accelerator name (``cuda:1`` style names are kept)."""
     if name.startswith("cuda:") and torch.cuda.is_available():
@@ -261,7 +289,7 @@ def build_trainer(
         accelerator=accelerator,
         devices=execution.devices,
         strategy=strategy,
-        precision=execution.precision,
+        precision=resolve_precision(execution.precision, accelerator),
         deterministic=execution.deterministic,
         max_epochs=training.nepochs,
         accumulate_grad_batches=execution.accumulate_grad_batches,
