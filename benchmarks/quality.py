@@ -141,6 +141,7 @@ def train_model(
         )
         ex = ExecutionConfig(
             accelerator=args.accelerator,
+            precision=args.precision,
             logger="none",
             enable_progress_bar=False,
             enable_checkpointing=False,
@@ -269,6 +270,7 @@ def main() -> None:
     p.add_argument("--step", type=float, default=7.0)
     p.add_argument("--nphotons", type=float, default=1e6)
     p.add_argument("--accelerator", default="cpu")
+    p.add_argument("--precision", default=ExecutionConfig().precision, help="(default: auto)")
     p.add_argument("--seed", type=int, default=42, help="training seed (same data)")
     p.add_argument("--json", default=None, help="also write the rows as JSON")
     args = p.parse_args()
