@@ -61,8 +61,10 @@ def native_bf16_cpu() -> bool:
     "Training speed"); elsewhere bfloat16 is emulated and slower than float32.
     """
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    if probe is None or not torch.backends.mkldnn.is_available():  # oneDNN runs the AMX kernels
+        return False
     try:
-        return bool(probe()) if probe is not None else False
+        return bool(probe())
     except RuntimeError:  # a build without the query
         return False
 
