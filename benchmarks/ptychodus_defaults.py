@@ -9,6 +9,7 @@ and worst case over seeds.
 
     python benchmarks/ptychodus_defaults.py --frontends ptychopinn --seeds 0 1 2
     python benchmarks/ptychodus_defaults.py --N 64 --object_size 256   # the full-size scan
+    python benchmarks/ptychodus_defaults.py --frontends recipe ...      # the engine's recipe
 
 Needs ``pip install 'ptychopinn[ptychodus]'``. ``--epochs`` overrides Ptychodus' 50 (say so
 when you report the figure).
@@ -23,13 +24,15 @@ import time
 
 from seed_sweep import add_scan_arguments, quiet_setup, seed_summary
 
-from ptychopinn.config import ExecutionConfig, TrainingConfig, from_dict, to_dict
+from ptychopinn.config import ExecutionConfig, ModelConfig, TrainingConfig, from_dict, to_dict
 from ptychopinn.data.simulate import simulate_dataset
 from ptychopinn.metrics import evaluate
 from ptychopinn.workflows.infer import reconstruct
 from ptychopinn.workflows.train import train
 
-FRONTENDS = ("ptychopinn", "ptychopinn-torch")
+#: The two Ptychodus front-ends, and the engine's own recipe (the config defaults) on the same
+#: scans for comparison.
+FRONTENDS = ("ptychopinn", "ptychopinn-torch", "recipe")
 
 
 def _tf_configs(n: int) -> tuple[TrainingConfig, ExecutionConfig]:
@@ -80,6 +83,8 @@ def run(frontend: str, seed: int, args: argparse.Namespace) -> dict:
     )
     if frontend == "ptychopinn":
         training, execution = _tf_configs(args.N)
+    elif frontend == "recipe":
+        training, execution = TrainingConfig(model=ModelConfig(N=args.N)), ExecutionConfig()
     else:
         training, execution = _torch_configs(args.N, scan.n_positions)
     with tempfile.TemporaryDirectory() as out:
@@ -118,7 +123,7 @@ def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--frontends", nargs="+", choices=FRONTENDS, default=list(FRONTENDS))
+    p.add_argument("--frontends", nargs="+", choices=FRONTENDS, default=list(FRONTENDS[:2]))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     add_scan_arguments(p)
     p.add_argument("--scan_seed", type=int, default=3)
