@@ -238,6 +238,7 @@ def test_accelerator_falls_back_to_cpu_with_warning(monkeypatch):
 
 
 def test_auto_precision_is_bfloat16_only_on_a_cpu_with_bfloat16_units(monkeypatch):
+    assert isinstance(execution_module.native_bf16_cpu(), bool)  # the real query answers
     monkeypatch.setattr(execution_module, "native_bf16_cpu", lambda: True)
     assert resolve_precision("auto", "cpu") == "bf16-mixed"
     assert resolve_precision("auto", "cuda") == "32-true"
@@ -245,12 +246,11 @@ def test_auto_precision_is_bfloat16_only_on_a_cpu_with_bfloat16_units(monkeypatc
     monkeypatch.setattr(execution_module, "native_bf16_cpu", lambda: False)
     assert resolve_precision("auto", "cpu") == "32-true"
     assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
-    assert isinstance(execution_module.native_bf16_cpu.__call__(), bool)
 
 
 def test_bfloat16_training_matches_float32(small_scan, tmp_path):
     """bf16-mixed (what ``auto`` picks on CPUs with bfloat16 units) trains as well as
-    float32: parameters and patches stay float32/complex64, the losses end within 10 % and
+    float32: parameters and patches stay float32/complex64, the losses end within 15 % and
     the reconstructions score alike."""
     scores, final_loss = {}, {}
     for precision in ("32-true", "bf16-mixed"):
@@ -265,9 +265,8 @@ def test_bfloat16_training_matches_float32(small_scan, tmp_path):
         assert result.trainer.precision == precision
         assert all(p.dtype == torch.float32 for p in result.module.parameters())
         history = np.genfromtxt(out / "logs" / "metrics.csv", delimiter=",", names=True)
-        final_loss[precision] = history["train_loss_epoch"][~np.isnan(history["train_loss_epoch"])][
-            -1
-        ]
+        epoch_loss = history["train_loss_epoch"]
+        final_loss[precision] = epoch_loss[~np.isnan(epoch_loss)][-1]
         rec = reconstruct(result.module.model, small_scan)
         assert rec.object.dtype == np.complex64 and np.isfinite(rec.object).all()
         s = small_scan
