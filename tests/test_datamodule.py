@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
 from ptychopinn.config import ModelConfig, TrainingConfig
 from ptychopinn.data.simulate import simulate_dataset
 from ptychopinn.data.types import OBJECT_IS_TRUTH_KEY
-from ptychopinn.errors import DataValidationError
+from ptychopinn.errors import ConfigError, DataValidationError
 from ptychopinn.workflows.datamodule import ScanDataModule
 
 
@@ -74,3 +75,24 @@ def test_labels_only_when_a_loss_needs_them(scans):
     guess = dataclasses.replace(scans[0], labels=None, metadata={OBJECT_IS_TRUTH_KEY: False})
     with pytest.raises(DataValidationError, match="ground-truth patches"):
         ScanDataModule(guess, _config(realspace_weight=1.0))
+
+
+def test_groups_per_position_follows_each_scans_positions(scans):
+    """``groups_per_position`` scales with every scan's own M; ``n_groups`` wins when set."""
+    m0, m1 = scans[0].n_positions, scans[1].n_positions
+    assert len(ScanDataModule(scans[0], _config()).train_set) == m0  # one per position
+    three = ScanDataModule(list(scans), _config(groups_per_position=3, neighbor_count=7))
+    assert [len(d) for d in three.train_set.datasets] == [3 * m0, 3 * m1]
+    # the extra groups are distinct member sets, not repeats of the first draw
+    first = three.groups.indices[: 3 * m0]
+    assert len(np.unique(np.sort(first, axis=1), axis=0)) > 2 * m0
+    half = ScanDataModule(scans[0], _config(groups_per_position=0.5))
+    assert len(half.train_set) == round(0.5 * m0)
+    fixed = ScanDataModule(scans[0], _config(groups_per_position=3, n_groups=10))
+    assert len(fixed.train_set) == 10
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf")])
+def test_groups_per_position_must_be_a_positive_count(bad):
+    with pytest.raises(ConfigError, match="groups_per_position"):
+        _config(groups_per_position=bad)

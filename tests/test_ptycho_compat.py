@@ -230,8 +230,9 @@ def test_unimplemented_torch_options_are_listed_not_fatal():
         f"amp_activation={tcp.ModelConfig().amp_activation!r}",
         "batch_norm=False",
     ]
-    core = core_training_config(cfg, n_positions=100)
-    assert (core.model.gridsize, core.n_groups, core.neighbor_count) == (2, 700, 7)
+    core = core_training_config(cfg)
+    assert (core.model.gridsize, core.groups_per_position, core.neighbor_count) == (2, 7, 7)
+    assert core.n_groups is None  # the count follows each scan's positions
     # A signed amplitude activation (Ptychodus' default silu) is reported, sigmoid trained.
     assert any(f.startswith("amp_activation='silu'") for f in found)
     assert core.model.amp_activation == "sigmoid" and core.nll_weight == 1.0

@@ -198,15 +198,13 @@ def core_model_config(cfg: Configs) -> CoreModelConfig:
 
 
 def core_training_config(
-    cfg: Configs, *, n_positions: int | None = None, output_dir: str = "training_outputs"
+    cfg: Configs, *, output_dir: str = "training_outputs"
 ) -> CoreTrainingConfig:
-    """The engine's TrainingConfig; ``n_positions`` sizes the number of groups when C > 1."""
+    """The engine's TrainingConfig; ``n_subsample`` is the number of groups per position
+    when C > 1 (each scan of a multi-scan run gets its own count)."""
     d, m, t = cfg.data, cfg.model, cfg.training
     model = core_model_config(cfg)
     c = model.gridsize**2
-    n_groups = t.n_groups
-    if n_groups is None and c > 1 and n_positions:
-        n_groups = d.n_subsample * n_positions
     mae = m.loss_function == "MAE"
     return CoreTrainingConfig(
         model=model,
@@ -216,7 +214,8 @@ def core_training_config(
         nepochs=t.epochs,
         mae_weight=1.0 if mae else 0.0,
         nll_weight=0.0 if mae else 1.0,
-        n_groups=n_groups,
+        n_groups=t.n_groups,
+        groups_per_position=float(d.n_subsample) if c > 1 else 1.0,
         neighbor_count=max(d.K + 1, c),
         intensity_scale_trainable=m.intensity_scale_trainable,
         probe_trainable=False,

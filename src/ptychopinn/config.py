@@ -323,7 +323,12 @@ class TrainingConfig:
     nphotons: float = option(
         1e9, "kept for configs of the original code; the dose is read from the data"
     )
-    n_groups: int | None = option(None, "train on this many groups per scan; none: all")
+    n_groups: int | None = option(
+        None, "train on this many groups per scan; none: groups_per_position x positions"
+    )
+    #: Several groups per position differ in their members (drawn from ``neighbor_count``
+    #: nearest positions); that variety, not more passes, is what lets a model generalise.
+    groups_per_position: float = option(1.0, "groups per scan position (n_groups, when set, wins)")
     n_subsample: int | None = option(
         None, "first draw this many scan positions at random; none: all"
     )
@@ -382,6 +387,7 @@ class TrainingConfig:
             )
         check_range(self, "nphotons", gt=0)
         _check_sampling(self, BACKENDS)
+        check_range(self, "groups_per_position", gt=0, le=1000)
         group = self.model.gridsize**2
         if self.neighbor_count is None:
             self.neighbor_count = max(4, group)

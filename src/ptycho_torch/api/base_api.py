@@ -485,9 +485,7 @@ class Trainer:
         orchestration = Orchestration(getattr(orchestration, "value", orchestration))
         logger_kind = "mlflow" if orchestration is Orchestration.MLFLOW else "csv"
         instance._execution = core_execution_config(cfg, logger_kind=logger_kind)
-        instance._training = core_training_config(
-            cfg, n_positions=data.n_positions, output_dir=run_dir
-        )
+        instance._training = core_training_config(cfg, output_dir=run_dir)
         model.model = PtychoPINN_Lightning.from_data(cfg, data)
         model.model_config, model.data_config = cm.model_config, cm.data_config
         model.training_config, model.inference_config = cm.training_config, cm.inference_config

@@ -50,6 +50,16 @@ def training_labels(data: PtychoData) -> np.ndarray | None:
     return None
 
 
+def groups_for(training: TrainingConfig, n_positions: int) -> int | None:
+    """Groups drawn from one scan: ``n_groups`` when set, else ``groups_per_position`` x M
+    (``None``, one group anchored at each position, when that is 1)."""
+    if training.n_groups is not None:
+        return training.n_groups
+    if training.groups_per_position == 1:
+        return None
+    return max(1, round(training.groups_per_position * n_positions))
+
+
 def make_group_dataset(
     data: PtychoData,
     training: TrainingConfig,
@@ -64,7 +74,7 @@ def make_group_dataset(
         data.coords,
         training.model.gridsize,
         neighbor_count=training.neighbor_count,
-        n_groups=training.n_groups,
+        n_groups=groups_for(training, data.n_positions),
         seed=seed,
         sequential=training.sequential_sampling,
     )
