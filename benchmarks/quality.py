@@ -133,6 +133,8 @@ def train_model(
             nepochs=args.epochs,
             batch_size=args.batch_size,
             n_groups=None,
+            groups_per_position=args.groups_per_position,
+            neighbor_count=args.neighbor_count,
             output_dir=out,
             seed=seed,
             learning_rate=args.learning_rate,
@@ -257,6 +259,10 @@ def main() -> None:
     model_d, train_d = ModelConfig(), TrainingConfig()
     p.add_argument("--batch_size", type=int, default=train_d.batch_size)
     p.add_argument("--gridsize", type=int, default=model_d.gridsize)
+    p.add_argument("--groups_per_position", type=float, default=train_d.groups_per_position)
+    p.add_argument(
+        "--neighbor_count", type=int, default=None, help="(default: the config's, max(4, C))"
+    )
     p.add_argument("--n_filters_scale", type=int, default=model_d.n_filters_scale)
     p.add_argument("--learning_rate", type=float, default=train_d.learning_rate)
     p.add_argument("--scheduler", default=train_d.scheduler, choices=TrainingConfig.SCHEDULERS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 import pytest
@@ -83,6 +84,8 @@ def test_groups_per_position_follows_each_scans_positions(scans):
     assert len(ScanDataModule(scans[0], _config()).train_set) == m0  # one per position
     three = ScanDataModule(list(scans), _config(groups_per_position=3, neighbor_count=7))
     assert [len(d) for d in three.train_set.datasets] == [3 * m0, 3 * m1]
+    validated = ScanDataModule(scans[0], _config(groups_per_position=3), validation=scans[1])
+    assert len(validated.val_set) == m1  # validation: one group per position
     # the extra groups are distinct member sets, not repeats of the first draw
     first = three.groups.indices[: 3 * m0]
     assert len(np.unique(np.sort(first, axis=1), axis=0)) > 2 * m0
@@ -90,6 +93,11 @@ def test_groups_per_position_follows_each_scans_positions(scans):
     assert len(half.train_set) == round(0.5 * m0)
     fixed = ScanDataModule(scans[0], _config(groups_per_position=3, n_groups=10))
     assert len(fixed.train_set) == 10
+    # groups of one position cannot differ: gridsize 1 keeps one per position, no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        single = ScanDataModule(scans[0], _config(groups_per_position=3, model={"gridsize": 1}))
+    assert len(single.train_set) == m0
 
 
 @pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf")])

@@ -52,10 +52,12 @@ def training_labels(data: PtychoData) -> np.ndarray | None:
 
 def groups_for(training: TrainingConfig, n_positions: int) -> int | None:
     """Groups drawn from one scan: ``n_groups`` when set, else ``groups_per_position`` x M
-    (``None``, one group anchored at each position, when that is 1)."""
+    (``None``, one group anchored at each position, when that is 1 or above 1 at gridsize 1,
+    whose groups of one position cannot differ)."""
     if training.n_groups is not None:
         return training.n_groups
-    if training.groups_per_position == 1:
+    gpp = training.groups_per_position
+    if gpp == 1 or (gpp > 1 and training.model.gridsize == 1):
         return None
     return max(1, round(training.groups_per_position * n_positions))
 
@@ -67,14 +69,16 @@ def make_group_dataset(
     seed: int | None,
     need_labels: bool,
     with_probe: bool = False,
+    for_validation: bool = False,
 ) -> tuple[GroupDataset, Groups]:
     """Group the scan positions and wrap them (with labels if needed) as a torch dataset;
-    ``with_probe`` gives every group the scan's own normalised probe."""
+    ``with_probe`` gives every group the scan's own normalised probe. A validation scan
+    gets one group per position (``groups_per_position`` is for training variety)."""
     groups = group_positions(
         data.coords,
         training.model.gridsize,
         neighbor_count=training.neighbor_count,
-        n_groups=groups_for(training, data.n_positions),
+        n_groups=training.n_groups if for_validation else groups_for(training, data.n_positions),
         seed=seed,
         sequential=training.sequential_sampling,
     )
@@ -148,6 +152,7 @@ class ScanDataModule(L.LightningDataModule):
                 seed=training.seed + len(scans),
                 need_labels=labels,
                 with_probe=several,
+                for_validation=True,
             )
 
     @property
