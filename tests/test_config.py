@@ -50,7 +50,9 @@ def test_defaults():
 
     t = TrainingConfig()
     assert t.model == ModelConfig()
-    assert (t.batch_size, t.nepochs, t.n_groups, t.neighbor_count, t.seed) == (4, 30, None, 4, 42)
+    assert (t.batch_size, t.nepochs, t.n_groups, t.seed) == (16, 30, None, 42)
+    # seven varied groups per position, drawn from the 7 nearest at gridsize 2
+    assert (t.groups_per_position, t.neighbor_count) == (7, 7)
     assert (t.nll_weight, t.mae_weight, t.realspace_weight, t.realspace_mae_weight) == (
         1.0,
         0.0,
@@ -135,7 +137,7 @@ def test_neighbor_count_must_cover_group():
     with pytest.raises(ConfigError, match=r"neighbor_count.*>= gridsize\*\*2 = 9.*found 4"):
         TrainingConfig(model=ModelConfig(gridsize=3), neighbor_count=4)
     # Unset, it fills the group: every gridsize works without naming it.
-    assert TrainingConfig(model=ModelConfig(gridsize=3)).neighbor_count == 9
+    assert TrainingConfig(model=ModelConfig(gridsize=3)).neighbor_count == 12
     assert TrainingConfig(model=ModelConfig(gridsize=3), neighbor_count=9).neighbor_count == 9
     gridsize1 = ModelConfig(gridsize=1)
     assert TrainingConfig(model=gridsize1, neighbor_count=1).neighbor_count == 1  # no constraint

@@ -297,8 +297,9 @@ INFERENCE_BACKENDS: tuple[str, ...] = ("auto", *BACKENDS)
 class TrainingConfig:
     """What to train on and with which loss; ``n_groups=None`` means use all groups.
 
-    ``neighbor_count=None`` (the default) means ``max(4, gridsize**2)``: the nearest
-    positions that fill a group, so every gridsize works without setting it.
+    ``neighbor_count=None`` (the default) means ``gridsize**2 + 3``: a group's members are
+    drawn from a few more than the nearest positions that fill it, so every gridsize works
+    without setting it and the ``groups_per_position`` groups of a position differ.
     """
 
     model: ModelConfig = option(doc="the network and physics model", factory=ModelConfig)
@@ -310,7 +311,7 @@ class TrainingConfig:
     test_data_file: str | None = option(
         None, "scan for validation and --do_stitching (NPZ; objectGuess scores it)"
     )
-    batch_size: int = option(4, "groups per optimiser step")
+    batch_size: int = option(16, "groups per optimiser step")
     nepochs: int = option(30, "training epochs (passes over all groups)")
     mae_weight: float = option(0.0, "weight of the amplitude MAE loss (Gaussian-noise data)")
     nll_weight: float = option(1.0, "weight of the Poisson negative log-likelihood loss")
@@ -328,7 +329,7 @@ class TrainingConfig:
     )
     #: Several groups per position differ in their members (drawn from ``neighbor_count``
     #: nearest positions); that variety, not more passes, is what lets a model generalise.
-    groups_per_position: float = option(1.0, "groups per scan position (n_groups, when set, wins)")
+    groups_per_position: float = option(7.0, "groups per scan position (n_groups, when set, wins)")
     n_subsample: int | None = option(
         None, "first draw this many scan positions at random; none: all"
     )
@@ -338,7 +339,7 @@ class TrainingConfig:
     neighbor_count: int | None = option(
         None,
         "nearest positions a group is drawn from",
-        default_text="max(4, gridsize**2)",
+        default_text="gridsize**2 + 3",
     )
     positions_provided: bool = option(
         True, "kept for configs of the original code; positions always come from the data"
@@ -390,7 +391,7 @@ class TrainingConfig:
         check_range(self, "groups_per_position", gt=0, le=1000)
         group = self.model.gridsize**2
         if self.neighbor_count is None:
-            self.neighbor_count = max(4, group)
+            self.neighbor_count = group + 3
         check_range(self, "neighbor_count", ge=1)
         if self.model.gridsize > 1 and self.neighbor_count < group:
             raise field_error(
