@@ -92,6 +92,7 @@ def run(frontend: str, seed: int, args: argparse.Namespace) -> dict:
         values.update(output_dir=out, seed=seed)
         if args.epochs:
             values["nepochs"] = args.epochs
+        values.update(args.overrides)
         training = from_dict(TrainingConfig, values, source=frontend)
         ex = to_dict(execution)
         ex.update(
@@ -119,6 +120,13 @@ def run(frontend: str, seed: int, args: argparse.Namespace) -> dict:
     return row
 
 
+def _field_value(text: str) -> tuple[str, str]:
+    field, sep, value = text.partition("=")
+    if not sep or not field:
+        raise SystemExit(f"--set: expected FIELD=VALUE, found {text!r}")
+    return field, value
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -128,7 +136,15 @@ def main() -> None:
     add_scan_arguments(p)
     p.add_argument("--scan_seed", type=int, default=3)
     p.add_argument("--epochs", type=int, default=None, help="override Ptychodus' 50 epochs")
+    p.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override training fields of every front-end, e.g. groups_per_position=4",
+    )
     args = p.parse_args()
+    args.overrides = dict(_field_value(text) for text in args.set)
     quiet_setup(args)
     keys = ("train_amp_ssim", "train_phase_ssim", "unseen_amp_ssim", "unseen_phase_ssim")
     for frontend in args.frontends:

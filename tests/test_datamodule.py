@@ -81,7 +81,8 @@ def test_labels_only_when_a_loss_needs_them(scans):
 def test_groups_per_position_follows_each_scans_positions(scans):
     """``groups_per_position`` scales with every scan's own M; ``n_groups`` wins when set."""
     m0, m1 = scans[0].n_positions, scans[1].n_positions
-    assert len(ScanDataModule(scans[0], _config()).train_set) == m0  # one per position
+    assert len(ScanDataModule(scans[0], _config()).train_set) == 7 * m0  # the default
+    assert len(ScanDataModule(scans[0], _config(groups_per_position=1)).train_set) == m0
     three = ScanDataModule(list(scans), _config(groups_per_position=3, neighbor_count=7))
     assert [len(d) for d in three.train_set.datasets] == [3 * m0, 3 * m1]
     validated = ScanDataModule(scans[0], _config(groups_per_position=3), validation=scans[1])

@@ -194,7 +194,7 @@ def test_resume_continues_from_saved_epoch(tiny_scan, tmp_path):
         resume_from=last,
     )
     assert second.trainer.current_epoch == 4
-    steps_per_epoch = math.ceil(tiny_scan.n_positions / TrainingConfig().batch_size)
+    steps_per_epoch = math.ceil(len(second.groups.indices) / TrainingConfig().batch_size)
     assert second.trainer.global_step == 4 * steps_per_epoch
 
     # Weights of another configuration: one message naming the file, nothing written.
@@ -287,7 +287,7 @@ def test_gradient_accumulation_steps_optimizer_less_often(tiny_scan, tmp_path):
         output_dir=str(tmp_path),
     )
     result = train(tiny_scan, cfg, quiet_execution(accumulate_grad_batches=3))
-    batches = math.ceil(tiny_scan.n_positions / 8)
+    batches = math.ceil(len(result.groups.indices) / 8)
     assert result.trainer.global_step == math.ceil(batches / 3)
 
 
@@ -306,7 +306,7 @@ DDP_SCRIPT = textwrap.dedent(
     r = train(d, cfg, ex)
     backend = torch.distributed.get_backend() if torch.distributed.is_initialized() else "none"
     result = {"rank": r.trainer.global_rank, "world": r.trainer.world_size,
-              "steps": r.trainer.global_step, "backend": backend, "positions": d.n_positions}
+              "steps": r.trainer.global_step, "backend": backend, "groups": len(r.groups.indices)}
     Path(sys.argv[1], f"rank{r.trainer.global_rank}.json").write_text(json.dumps(result))
     """
 )
@@ -324,7 +324,7 @@ def test_ddp_on_cpu_with_two_processes(tmp_path):
     results = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["rank"] for r in results] == [0, 1]
     assert all(r["world"] == 2 and r["backend"] == "gloo" for r in results)
-    per_rank = math.ceil(results[0]["positions"] / 2)
+    per_rank = math.ceil(results[0]["groups"] / 2)
     assert all(r["steps"] == 2 * math.ceil(per_rank / 8) for r in results)
 
 

@@ -62,7 +62,8 @@ def test_train_on_two_scans_uses_both(tmp_path):
     b = simulate_dataset(N=32, object_size=72, step=6, nphotons=1e5, seed=2, probe_defocus=40.0)
     cfg = TrainingConfig(model=ModelConfig(N=32, gridsize=2), nepochs=1, output_dir=str(tmp_path))
     result = train([a, b], cfg, ExecutionConfig(**FAST))
-    assert len(result.groups.indices) == a.n_positions + b.n_positions
+    # the default groups per position, counted on each scan's own positions
+    assert len(result.groups.indices) == cfg.groups_per_position * (a.n_positions + b.n_positions)
     assert result.groups.indices.max() >= a.n_positions  # b's groups count after a's
     dataset = result.trainer.train_dataloader.dataset
     first, last = dataset[0], dataset[len(dataset) - 1]
