@@ -13,7 +13,7 @@ from ptychopinn.config import ModelConfig, TrainingConfig
 from ptychopinn.data.simulate import simulate_dataset
 from ptychopinn.data.types import OBJECT_IS_TRUTH_KEY
 from ptychopinn.errors import ConfigError, DataValidationError
-from ptychopinn.workflows.datamodule import ScanDataModule
+from ptychopinn.workflows.datamodule import ScanDataModule, groups_for
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +105,22 @@ def test_groups_per_position_follows_each_scans_positions(scans):
 def test_groups_per_position_must_be_a_positive_count(bad):
     with pytest.raises(ConfigError, match="groups_per_position"):
         _config(groups_per_position=bad)
+
+
+def test_groups_per_position_stops_at_the_distinct_groups_of_a_small_scan(caplog):
+    """Five positions have 5 * C(4, 3) = 20 different groups of 4: the default 7 per position
+    (35) is trimmed to those, quietly (the count was not asked for explicitly)."""
+    from ptychopinn.data.grouping import group_positions
+
+    training = _config()
+    assert groups_for(training, 5) == 20
+    assert groups_for(training, 100) == 700
+    coords = np.array([[0, 0], [5, 0], [0, 5], [5, 5], [10, 10]], dtype=float)
+    with caplog.at_level("WARNING"):
+        groups = group_positions(
+            coords, 2, neighbor_count=7, n_groups=groups_for(training, 5), seed=0
+        )
+    assert groups.G == 20 and not caplog.records
+    anchored = np.concatenate([groups.indices[:, :1], np.sort(groups.indices[:, 1:], axis=1)], 1)
+    # anchors beyond one per position are drawn with replacement, so nearly all, not all
+    assert len(np.unique(anchored, axis=0)) >= 17

@@ -125,6 +125,13 @@ def _draw_members(
     return indices
 
 
+def distinct_groups(m: int, c: int, neighbor_count: int) -> int:
+    """How many different groups of ``c`` positions ``m`` positions give: each anchor has
+    C(K-1, C-1) member sets among its K nearest (K at most m)."""
+    k = min(max(neighbor_count, c), m)
+    return m * math.comb(k - 1, c - 1)
+
+
 def _cap_groups(n_groups: int | None, m: int, c: int, neighbor_count: int) -> int | None:
     """At most the number of distinct groups: each anchor has C(K-1, C-1) member sets.
 
@@ -134,7 +141,7 @@ def _cap_groups(n_groups: int | None, m: int, c: int, neighbor_count: int) -> in
     if n_groups is None or c == 1:
         return n_groups
     k = min(max(neighbor_count, c), m)
-    distinct = m * math.comb(k - 1, c - 1)
+    distinct = distinct_groups(m, c, neighbor_count)
     n = check_count("n_groups", n_groups, 1)
     if n <= distinct:
         return n

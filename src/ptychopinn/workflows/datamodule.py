@@ -16,7 +16,7 @@ import numpy as np
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from ptychopinn.config import ExecutionConfig, TrainingConfig
-from ptychopinn.data.grouping import Groups, group_positions
+from ptychopinn.data.grouping import Groups, distinct_groups, group_positions
 from ptychopinn.data.groups_dataset import EpochShuffle, GroupDataset
 from ptychopinn.data.simulate import extract_patches_exact
 from ptychopinn.data.types import PtychoData
@@ -51,15 +51,19 @@ def training_labels(data: PtychoData) -> np.ndarray | None:
 
 
 def groups_for(training: TrainingConfig, n_positions: int) -> int | None:
-    """Groups drawn from one scan: ``n_groups`` when set, else ``groups_per_position`` x M
-    (``None``, one group anchored at each position, when that is 1 or above 1 at gridsize 1,
-    whose groups of one position cannot differ)."""
+    """Groups drawn from one scan: ``n_groups`` when set, else ``groups_per_position`` x M,
+    at most the scan's distinct groups (a small scan has few; no warning, since the user
+    asked for none in particular). ``None`` (one group anchored at each position) when that
+    is 1, or above 1 at gridsize 1, whose groups of one position cannot differ."""
     if training.n_groups is not None:
         return training.n_groups
     gpp = training.groups_per_position
     if gpp == 1 or (gpp > 1 and training.model.gridsize == 1):
         return None
-    return max(1, round(training.groups_per_position * n_positions))
+    wanted = max(1, round(gpp * n_positions))
+    c = training.model.gridsize**2
+    # at least 1: a scan too small for one group gets group_positions' own message
+    return max(1, min(wanted, distinct_groups(n_positions, c, training.neighbor_count)))
 
 
 def make_group_dataset(
