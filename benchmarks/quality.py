@@ -261,7 +261,7 @@ def main() -> None:
     p.add_argument("--gridsize", type=int, default=model_d.gridsize)
     p.add_argument("--groups_per_position", type=float, default=train_d.groups_per_position)
     p.add_argument(
-        "--neighbor_count", type=int, default=None, help="(default: the config's, max(4, C))"
+        "--neighbor_count", type=int, default=None, help="(default: the config's, C + 3)"
     )
     p.add_argument("--n_filters_scale", type=int, default=model_d.n_filters_scale)
     p.add_argument("--learning_rate", type=float, default=train_d.learning_rate)

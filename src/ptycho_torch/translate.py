@@ -215,7 +215,7 @@ def core_training_config(
         mae_weight=1.0 if mae else 0.0,
         nll_weight=0.0 if mae else 1.0,
         n_groups=t.n_groups,
-        groups_per_position=float(d.n_subsample) if c > 1 else 1.0,
+        groups_per_position=float(d.n_subsample),  # gridsize 1: one per position anyway
         neighbor_count=max(d.K + 1, c),
         intensity_scale_trainable=m.intensity_scale_trainable,
         probe_trainable=False,

@@ -52,13 +52,13 @@ def training_labels(data: PtychoData) -> np.ndarray | None:
 
 def groups_for(training: TrainingConfig, n_positions: int) -> int | None:
     """Groups drawn from one scan: ``n_groups`` when set, else ``groups_per_position`` x M,
-    at most the scan's distinct groups (a small scan has few; no warning, since the user
-    asked for none in particular). ``None`` (one group anchored at each position) when that
-    is 1, or above 1 at gridsize 1, whose groups of one position cannot differ."""
+    at most the scan's distinct groups (a small scan has few, gridsize 1 has M; no warning,
+    since the user asked for no count in particular). ``None`` (one group anchored at each
+    position, the grouping's own default) when that is 1."""
     if training.n_groups is not None:
         return training.n_groups
     gpp = training.groups_per_position
-    if gpp == 1 or (gpp > 1 and training.model.gridsize == 1):
+    if gpp == 1:
         return None
     wanted = max(1, round(gpp * n_positions))
     c = training.model.gridsize**2
