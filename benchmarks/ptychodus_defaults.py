@@ -18,6 +18,7 @@ when you report the figure).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 import time
@@ -36,7 +37,8 @@ FRONTENDS = ("ptychopinn", "ptychopinn-torch", "recipe")
 
 
 def _tf_configs(n: int) -> tuple[TrainingConfig, ExecutionConfig]:
-    """What the ``PtychoPINN`` front-end trains: Ptychodus' builder, then run_cdi_example."""
+    """What the ``PtychoPINN`` front-end trains: Ptychodus' builder, then what
+    ``run_cdi_example`` makes of it (gridsize 1: one pattern per pass, 2x2 overlap groups)."""
     from ptychodus.api.settings import SettingsRegistry
     from ptychodus.model.ptychopinn import reconstructor as pinn
     from ptychodus.model.ptychopinn import settings as pinn_settings
@@ -47,12 +49,13 @@ def _tf_configs(n: int) -> tuple[TrainingConfig, ExecutionConfig]:
         pinn_settings.PtychoPINNTrainingSettings(registry),
         "PINN",
     )
-    values = to_dict(cfg)
-    values["model"]["N"] = n
-    return from_dict(TrainingConfig, values, source="ptychodus"), ExecutionConfig()
+    from ptycho.workflows.components import resolve_training_config
+
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, N=n))
+    return resolve_training_config(cfg, n), ExecutionConfig()
 
 
-def _torch_configs(n: int, n_positions: int) -> tuple[TrainingConfig, ExecutionConfig]:
+def _torch_configs(n: int) -> tuple[TrainingConfig, ExecutionConfig]:
     """What the ``PtychoPINN-Torch`` front-end trains: Ptychodus' builder, then translate."""
     from ptychodus.api.settings import SettingsRegistry
     from ptychodus.model.ptychopinn_torch import reconstructor as torch_rec
@@ -70,7 +73,7 @@ def _torch_configs(n: int, n_positions: int) -> tuple[TrainingConfig, ExecutionC
     )
     data.N = n
     cfg = Configs(data, model, training, inference)
-    return core_training_config(cfg, n_positions=n_positions), core_execution_config(
+    return core_training_config(cfg), core_execution_config(
         cfg, logger_kind="none", device="cpu", quiet=True
     )
 
@@ -86,13 +89,15 @@ def run(frontend: str, seed: int, args: argparse.Namespace) -> dict:
     elif frontend == "recipe":
         training, execution = TrainingConfig(model=ModelConfig(N=args.N)), ExecutionConfig()
     else:
-        training, execution = _torch_configs(args.N, scan.n_positions)
+        training, execution = _torch_configs(args.N)
     with tempfile.TemporaryDirectory() as out:
         values = to_dict(training)
         values.update(output_dir=out, seed=seed)
         if args.epochs:
             values["nepochs"] = args.epochs
-        values.update(args.overrides)
+        for field, value in args.overrides.items():
+            section = values["model"] if field in values["model"] else values
+            section[field] = value
         training = from_dict(TrainingConfig, values, source=frontend)
         ex = to_dict(execution)
         ex.update(
@@ -112,8 +117,13 @@ def run(frontend: str, seed: int, args: argparse.Namespace) -> dict:
         "groups": len(result.groups.indices),
         "train_s": round(seconds, 1),
     }
+    model = result.module.model
+    if frontend == "ptychopinn":
+        # Ptychodus groups the scan with its own GridSize (1): one pattern per pass, no
+        # overlap constraint at reconstruction (a per-pattern network takes any grouping).
+        model.config = dataclasses.replace(model.config, gridsize=1)
     for label, s in (("train", scan), ("unseen", other)):
-        rec = reconstruct(result.module.model, s)
+        rec = reconstruct(model, s)
         m = evaluate(rec.object, s.object, xcoords=s.xcoords, ycoords=s.ycoords, N=args.N)
         row[f"{label}_amp_ssim"] = round(m["amp_ssim"], 3)
         row[f"{label}_phase_ssim"] = round(m["phase_ssim"], 3)
@@ -141,7 +151,7 @@ def main() -> None:
         nargs="+",
         default=[],
         metavar="FIELD=VALUE",
-        help="override training fields of every front-end, e.g. groups_per_position=4",
+        help="override training or model fields of every front-end, e.g. groups_per_position=4",
     )
     args = p.parse_args()
     args.overrides = dict(_field_value(text) for text in args.set)

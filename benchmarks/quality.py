@@ -13,9 +13,9 @@ scored on that scan, on an unseen object of the same family with the same probe 
 on that unseen object at another dose (1e4 photons, or 1e6 for a 1e4 case) with no
 retraining. It ends with the mean and the worst case of each row kind.
 
-    python benchmarks/quality.py                       # PINN recipe only (CPU: ~9 min)
+    python benchmarks/quality.py                       # PINN recipe only (CPU: ~11 min)
     python benchmarks/quality.py --cases pinn supervised mae_low_dose nll_low_dose
-    python benchmarks/quality.py --panel               # 7 scan kinds (CPU: ~50 min)
+    python benchmarks/quality.py --panel               # 7 scan kinds (CPU: ~73 min)
 """
 
 from __future__ import annotations
@@ -126,6 +126,7 @@ def train_model(
         model_type=model_type,
         normalization=args.normalization,
         global_mixing=args.global_mixing,
+        per_pattern_network=args.per_pattern_network,
     )
     with tempfile.TemporaryDirectory() as out:
         cfg = TrainingConfig(
@@ -271,6 +272,12 @@ def main() -> None:
     )
     p.add_argument(
         "--global_mixing", default=True, action=argparse.BooleanOptionalAction, help="(default on)"
+    )
+    p.add_argument(
+        "--per_pattern_network",
+        default=model_d.per_pattern_network,
+        action=argparse.BooleanOptionalAction,
+        help="one network pass per pattern, trained on the overlap groups",
     )
     p.add_argument("--object_size", type=int, default=256, help="256 px, step 7: 784 patterns")
     p.add_argument("--step", type=float, default=7.0)

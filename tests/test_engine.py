@@ -102,6 +102,30 @@ def test_overlap_constraint_couples_patches():
     assert float(delta[:, :6].max()) < 1e-3
 
 
+def test_per_pattern_network_reads_each_pattern_alone():
+    """With ``per_pattern_network`` a patch depends on its own pattern only (before the
+    overlap constraint), so the model takes any grouping; with offsets the group's patches
+    are still merged (the constraint it trains with)."""
+    N = 32
+    torch.manual_seed(0)
+    config = ModelConfig(N=N, gridsize=2, per_pattern_network=True, normalization="none")
+    model = PtychoPINN(config, np.ones((N, N)), 0.1).eval()
+    assert model.generator.encoder[0][0].in_channels == 1
+    with torch.no_grad():
+        model.generator.phase.last[-1].weight.normal_(std=0.05)  # the phase head starts at zero
+        x = torch.rand(2, 4, N, N) * 5
+        group = model.predict_patches(x)
+        alone = model.predict_patches(x.reshape(8, 1, N, N)).reshape(2, 4, N, N)
+        torch.testing.assert_close(group, alone)
+        swapped = model.predict_patches(x[:, [1, 0, 2, 3]])
+        torch.testing.assert_close(swapped[:, 0], group[:, 1])
+        offsets = torch.tensor([[[-4.0, -4.0], [4.0, -4.0], [-4.0, 4.0], [4.0, 4.0]]] * 2)
+        merged = model.predict_patches(x, offsets)
+        assert float((merged - group).abs().max()) > 1e-3
+    grouped = PtychoPINN(ModelConfig(N=N, gridsize=2), np.ones((N, N)), 0.1)
+    assert grouped.generator.encoder[0][0].in_channels == 4
+
+
 def _trivial_ssim(data) -> float:
     """SSIM of a constant-amplitude, zero-phase guess: what a model must beat."""
     guess = np.full_like(data.object, 0.75)

@@ -21,7 +21,12 @@ from ptycho import model_manager
 from ptycho.config import config as pcfg
 from ptycho.model_manager import InferenceModel
 from ptycho.raw_data import RawData
-from ptycho.workflows.components import load_inference_bundle, run_cdi_example, save_outputs
+from ptycho.workflows.components import (
+    load_inference_bundle,
+    run_cdi_example,
+    resolve_training_config,
+    save_outputs,
+)
 from ptycho_torch import config_params as tcp
 from ptycho_torch.api.base_api import (
     ConfigManager,
@@ -384,6 +389,36 @@ def test_predict_equals_core_and_checks_shapes(tiny_scan, tiny_model):
         wrapped.predict([one["diffraction"] * s, one["coords_relative"]])
     with pytest.raises(DataValidationError, match="N=32"):
         wrapped.predict([np.zeros((2, 64, 64, 4)), np.zeros((2, 1, 2, 4))])
+
+
+def test_gridsize_one_trains_one_pattern_per_pass_on_overlap_groups():
+    """Ptychodus' PtychoPINN default (gridsize 1) trains a per-pattern network on 2x2
+    overlap groups; other settings are trained as given."""
+    single = pcfg.TrainingConfig(model=pcfg.ModelConfig(N=0, gridsize=1, n_filters_scale=2))
+    core = resolve_training_config(single, 64)
+    assert (core.model.N, core.model.gridsize, core.model.per_pattern_network) == (64, 2, True)
+    assert core.neighbor_count >= 4 and core.model.n_filters_scale == 2
+    supervised = pcfg.ModelConfig(N=32, gridsize=1, model_type="supervised")
+    assert resolve_training_config(pcfg.TrainingConfig(model=supervised), 32).model.gridsize == 1
+    grouped = resolve_training_config(pcfg.TrainingConfig(model=pcfg.ModelConfig(N=32)), 32)
+    assert (grouped.model.gridsize, grouped.model.per_pattern_network) == (2, False)
+
+
+def test_per_pattern_model_predicts_any_grouping(tiny_scan):
+    """A per-pattern model takes Ptychodus' gridsize-1 grouping: each patch is the network's
+    prediction for its pattern alone."""
+    cfg = CoreModelConfig(N=32, gridsize=2, n_filters_scale=1, per_pattern_network=True)
+    torch.manual_seed(0)
+    model = PtychoPINN(cfg, np.ones((32, 32), np.complex64), 0.01).eval()
+    raw = _raw(tiny_scan)
+    one = raw.generate_grouped_data(tiny_scan.N, K=7, nsamples=1, gridsize=1)
+    wrapped = InferenceModel(model)
+    x = one["diffraction"] * wrapped.intensity_scale
+    out = wrapped.predict([x, one["coords_relative"]], batch_size=8)
+    assert out.shape == x.shape
+    with torch.no_grad():
+        ref = model.predict_patches(torch.from_numpy(np.moveaxis(one["diffraction"][:3], -1, 1)))
+    np.testing.assert_allclose(out[:3], np.moveaxis(ref.numpy(), 1, -1), rtol=1e-4, atol=1e-5)
 
 
 def test_inference_bundle_layouts(tmp_path, tiny_model):

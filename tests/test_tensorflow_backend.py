@@ -139,6 +139,7 @@ CONFIGS = [
     {"normalization": "group"},
     {"normalization": "none", "global_mixing": False, "probe_big": False},
     {"gridsize": 1, "n_filters_scale": 2, "probe_mask": True, "gaussian_smoothing_sigma": 0.7},
+    {"per_pattern_network": True},
 ]
 
 

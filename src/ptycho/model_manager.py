@@ -80,7 +80,9 @@ class InferenceModel:
             raise DataValidationError(
                 f"predict: patterns are {n}x{n} but the model was trained for N={self.N}"
             )
-        if c != self.gridsize**2:
+        # A per-pattern network reads each pattern alone, so it takes any grouping.
+        per_pattern = bool(getattr(self.model.config, "per_pattern_network", False))
+        if c != self.gridsize**2 and not per_pattern:
             raise DataValidationError(
                 f"predict: inputs have C={c} positions per group but the model was trained with "
                 f"gridsize={self.gridsize} (C={self.gridsize**2}); group the data with "

@@ -201,7 +201,7 @@ def core_training_config(
     cfg: Configs, *, output_dir: str = "training_outputs"
 ) -> CoreTrainingConfig:
     """The engine's TrainingConfig; ``n_subsample`` is the number of groups per position
-    when C > 1 (each scan of a multi-scan run gets its own count)."""
+    (``groups_per_position``), so each scan of a multi-scan run gets its own count."""
     d, m, t = cfg.data, cfg.model, cfg.training
     model = core_model_config(cfg)
     c = model.gridsize**2

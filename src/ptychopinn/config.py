@@ -259,6 +259,11 @@ class ModelConfig:
     global_mixing: bool = option(
         True, "a global (all-to-all) mixing layer at the network's bottleneck"
     )
+    per_pattern_network: bool = option(
+        False,
+        "one network pass per diffraction pattern, shared by a group's members "
+        "(false: one pass per group, its patterns as channels)",
+    )
 
     ALLOWED_N: ClassVar[tuple[int, ...]] = (32, 64, 128, 256)
     MODEL_TYPES: ClassVar[tuple[str, ...]] = ("pinn", "supervised")

@@ -88,7 +88,7 @@ class PtychoPINN(nn.Module):
         #: Inference rescales a scan of another dose to it (``workflows.infer.dose_factor``).
         self.reference_energy = reference_energy
         N = config.N
-        channels = config.gridsize**2
+        channels = 1 if config.per_pattern_network else config.gridsize**2
         full_size = config.probe_big or not config.pad_object
         self.generator = Generator(
             N,
@@ -135,7 +135,13 @@ class PtychoPINN(nn.Module):
         ``probe`` (B, N, N), normalised like :func:`normalise_probe`, is each group's own
         illumination (training on several scans); None means the model's probe.
         """
-        amp, phase = self.generator(amplitudes * self.intensity_scale)
+        x = amplitudes * self.intensity_scale
+        if self.config.per_pattern_network:
+            B, C = x.shape[:2]
+            amp, phase = self.generator(x.reshape(B * C, 1, *x.shape[2:]))
+            amp, phase = amp.reshape(B, C, *amp.shape[2:]), phase.reshape(B, C, *phase.shape[2:])
+        else:
+            amp, phase = self.generator(x)
         patches = Generator.to_complex(amp, phase)
         if self.config.object_big and patches.shape[1] > 1 and offsets is not None:
             patches = self.apply_overlap_constraint(patches, offsets, probe)

@@ -45,7 +45,7 @@ class TFPtychoPINN(keras.Model):
         N = config.N
         self.generator = Generator(
             N,
-            config.gridsize**2,
+            1 if config.per_pattern_network else config.gridsize**2,
             config.n_filters_scale,
             config.amp_activation,
             full_size=config.probe_big or not config.pad_object,
@@ -133,7 +133,15 @@ class TFPtychoPINN(keras.Model):
     ):
         """Object patches (B, C, N, N) complex64 for measured amplitudes (B, C, N, N)."""
         amplitudes = tf.convert_to_tensor(amplitudes, tf.float32)
-        amp, phase = self.generator(amplitudes * self.intensity_scale, training=training)
+        x = amplitudes * self.intensity_scale
+        if self.config.per_pattern_network:  # one pass per pattern, as a batch of B * C
+            shape = tf.shape(x)
+            flat = tf.reshape(x, [-1, 1, shape[2], shape[3]])
+            amp, phase = self.generator(flat, training=training)
+            out = tf.concat([shape[:2], tf.shape(amp)[2:]], axis=0)
+            amp, phase = tf.reshape(amp, out), tf.reshape(phase, out)
+        else:
+            amp, phase = self.generator(x, training=training)
         patches = tf.complex(amp * tf.cos(phase), amp * tf.sin(phase))
         if self.config.object_big and patches.shape[1] > 1 and offsets is not None:
             offsets = tf.convert_to_tensor(offsets, tf.float32)
