@@ -23,8 +23,8 @@ from ptycho.model_manager import InferenceModel
 from ptycho.raw_data import RawData
 from ptycho.workflows.components import (
     load_inference_bundle,
-    run_cdi_example,
     resolve_training_config,
+    run_cdi_example,
     save_outputs,
 )
 from ptycho_torch import config_params as tcp
