@@ -84,6 +84,12 @@ def run(frontend: str, seed: int, args: argparse.Namespace) -> dict:
     other = simulate_dataset(
         seed=args.scan_seed, object_seed=args.scan_seed + 1000, nphotons=args.nphotons, **sim
     )
+    scored = [("train", scan), ("unseen", other)]
+    if args.other_dose:
+        dose = simulate_dataset(
+            seed=args.scan_seed, object_seed=args.scan_seed + 1000, nphotons=args.other_dose, **sim
+        )
+        scored.append(("unseen_other_dose", dose))
     if frontend == "ptychopinn":
         training, execution = _tf_configs(args.N)
     elif frontend == "recipe":
@@ -122,7 +128,7 @@ def run(frontend: str, seed: int, args: argparse.Namespace) -> dict:
         # Ptychodus groups the scan with its own GridSize (1): one pattern per pass, no
         # overlap constraint at reconstruction (a per-pattern network takes any grouping).
         model.config = dataclasses.replace(model.config, gridsize=1)
-    for label, s in (("train", scan), ("unseen", other)):
+    for label, s in scored:
         rec = reconstruct(model, s)
         m = evaluate(rec.object, s.object, xcoords=s.xcoords, ycoords=s.ycoords, N=args.N)
         row[f"{label}_amp_ssim"] = round(m["amp_ssim"], 3)
@@ -147,6 +153,12 @@ def main() -> None:
     p.add_argument("--scan_seed", type=int, default=3)
     p.add_argument("--epochs", type=int, default=None, help="override Ptychodus' 50 epochs")
     p.add_argument(
+        "--other_dose",
+        type=float,
+        default=None,
+        help="also score the unseen object at this many photons, without retraining",
+    )
+    p.add_argument(
         "--set",
         nargs="+",
         default=[],
@@ -156,7 +168,9 @@ def main() -> None:
     args = p.parse_args()
     args.overrides = dict(_field_value(text) for text in args.set)
     quiet_setup(args)
-    keys = ("train_amp_ssim", "train_phase_ssim", "unseen_amp_ssim", "unseen_phase_ssim")
+    keys = ["train_amp_ssim", "train_phase_ssim", "unseen_amp_ssim", "unseen_phase_ssim"]
+    if args.other_dose:
+        keys += ["unseen_other_dose_amp_ssim", "unseen_other_dose_phase_ssim"]
     for frontend in args.frontends:
         rows = []
         for seed in args.seeds:

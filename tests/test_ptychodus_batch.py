@@ -278,3 +278,19 @@ def test_ptychodus_config_builders_accept_our_configs():
     assert pickle.loads(pickle.dumps(configs)) == configs
     data, model_cfg, training_cfg = configs[:3]
     assert (data.N, data.C, model_cfg.mode, training_cfg.device) == (128, 4, "Unsupervised", "cuda")
+
+
+def test_defaults_benchmark_builds_what_each_front_end_trains(monkeypatch):
+    """``benchmarks/ptychodus_defaults.py`` trains what the front-ends would: PtychoPINN's
+    gridsize 1 as a per-pattern network on 2x2 groups, PtychoPINN-Torch's 7 groups per
+    position of C = 4."""
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench))
+    import ptychodus_defaults
+
+    tf_training, _ = ptychodus_defaults._tf_configs(32)
+    assert (tf_training.model.N, tf_training.model.n_filters_scale) == (32, 2)
+    assert (tf_training.model.gridsize, tf_training.model.per_pattern_network) == (2, True)
+    torch_training, _ = ptychodus_defaults._torch_configs(32)
+    assert (torch_training.model.gridsize, torch_training.model.per_pattern_network) == (2, False)
+    assert torch_training.groups_per_position == 7
