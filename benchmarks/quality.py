@@ -135,6 +135,8 @@ def train_model(
             batch_size=args.batch_size,
             n_groups=None,
             groups_per_position=args.groups_per_position,
+            dose_augmentation=args.dose_augmentation,
+            dose_augmentation_min=args.dose_augmentation_min,
             neighbor_count=args.neighbor_count,
             output_dir=out,
             seed=seed,
@@ -273,6 +275,8 @@ def main() -> None:
     p.add_argument(
         "--global_mixing", default=True, action=argparse.BooleanOptionalAction, help="(default on)"
     )
+    p.add_argument("--dose_augmentation", type=float, default=train_d.dose_augmentation)
+    p.add_argument("--dose_augmentation_min", type=float, default=train_d.dose_augmentation_min)
     p.add_argument(
         "--per_pattern_network",
         default=model_d.per_pattern_network,

@@ -355,6 +355,7 @@ def test_cli_infers_a_pytorch_archive_with_tensorflow(scans, tmp_path, capsys):
         (["--torch-devices", "2"], "devices: expected 1"),
         (["--torch-precision", "bf16-mixed"], "precision"),
         (["--torch-logger", "mlflow"], "logger"),
+        (["--dose_augmentation", "0.5"], "dose_augmentation: expected 0"),
     ],
 )
 def test_cli_refuses_what_the_tensorflow_backend_does_not_do(scans, tmp_path, capsys, argv,

@@ -346,6 +346,14 @@ class TrainingConfig:
         "nearest positions a group is drawn from",
         default_text="gridsize**2 + 3",
     )
+    #: Binomial thinning of photon counts is an exact lower-dose copy of the same scan
+    #: (``ptychopinn.physics.thinning``); it is what lets a model carry over to other doses.
+    dose_augmentation: float = option(
+        0.0, "share of groups trained on their counts thinned to a lower dose; 0: none"
+    )
+    dose_augmentation_min: float = option(
+        0.01, "lowest kept fraction of the counts (log-uniform between it and 1)"
+    )
     positions_provided: bool = option(
         True, "kept for configs of the original code; positions always come from the data"
     )
@@ -394,6 +402,8 @@ class TrainingConfig:
         check_range(self, "nphotons", gt=0)
         _check_sampling(self, BACKENDS)
         check_range(self, "groups_per_position", gt=0, le=1000)
+        check_range(self, "dose_augmentation", ge=0, le=1)
+        check_range(self, "dose_augmentation_min", gt=0, le=1)
         group = self.model.gridsize**2
         if self.neighbor_count is None:
             self.neighbor_count = group + 3

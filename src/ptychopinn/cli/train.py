@@ -77,7 +77,7 @@ def check_backend(training: TrainingConfig, execution: ExecutionConfig) -> None:
         import_tensorflow()
         from ptychopinn.tf_backend.train import check_execution
 
-        check_execution(execution)
+        check_execution(execution, training)
 
 
 def _main(argv=None) -> int:

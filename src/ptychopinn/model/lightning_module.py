@@ -22,6 +22,7 @@ from ptychopinn.model import schedule
 from ptychopinn.model.pinn import PtychoPINN
 from ptychopinn.model.state_check import require_matching_state
 from ptychopinn.physics.losses import amplitude_mae, poisson_nll, realspace_mae
+from ptychopinn.physics.thinning import draw_dose_fractions, thin_counts
 
 
 def poisson_deviance(pred_counts: Tensor, counts: Tensor) -> Tensor:
@@ -129,11 +130,16 @@ class PINNLightningModule(L.LightningModule):
             patches = self.model.predict_patches(amplitudes, None)
             terms["realspace_mae"] = realspace_mae(patches, labels)
         else:
+            measured = amplitudes.square()
+            keep = None
+            if self.training and cfg.dose_augmentation > 0:
+                amplitudes, measured, keep = self._thinned(amplitudes, measured)
             out = self.model(amplitudes, batch["offsets"], batch.get("probe"))
             if cfg.nll_weight > 0:
-                terms["poisson_nll"] = cfg.nll_weight * poisson_deviance(
-                    out.amplitude.square(), amplitudes.square()
-                )
+                pred = out.amplitude.square()
+                if keep is not None:
+                    pred = pred * keep
+                terms["poisson_nll"] = cfg.nll_weight * poisson_deviance(pred, measured)
             if cfg.mae_weight > 0:
                 terms["mae"] = cfg.mae_weight * amplitude_mae(out.amplitude, amplitudes)
             if labels is not None and cfg.realspace_mae_weight > 0:
@@ -145,6 +151,27 @@ class PINNLightningModule(L.LightningModule):
                 terms["realspace_mse"] = cfg.realspace_weight * (diff.abs() ** 2).mean()
         terms["loss"] = sum(terms.values())
         return terms
+
+    def _thinned(self, amplitudes: Tensor, counts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Dose augmentation: some groups' counts thinned to a lower dose.
+
+        Returns the network input (thinned counts brought back to the measured dose, as
+        inference does for a scan of another dose), the counts the loss compares with, and
+        the kept fraction per group (B, 1, 1, 1) that scales the predicted intensity.
+        """
+        cfg = self.training_config
+        keep = draw_dose_fractions(
+            amplitudes.shape[0],
+            cfg.dose_augmentation,
+            cfg.dose_augmentation_min,
+            device=amplitudes.device,
+        ).view(-1, 1, 1, 1)
+        chosen = keep.view(-1) < 1
+        if not bool(chosen.any()):
+            return amplitudes, counts, keep
+        counts = counts.clone()
+        counts[chosen] = thin_counts(counts[chosen], keep[chosen])
+        return (counts / keep).sqrt(), counts, keep
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         terms = self.compute_losses(batch)

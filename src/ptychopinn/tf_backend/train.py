@@ -67,9 +67,14 @@ class TFTrainResult:
     epochs: int
 
 
-def check_execution(execution: ExecutionConfig) -> None:
-    """Refuse, with one message each, execution settings this backend does not implement."""
+def check_execution(execution: ExecutionConfig, training: TrainingConfig | None = None) -> None:
+    """Refuse, with one message each, settings this backend does not implement."""
     problems = []
+    if training is not None and training.dose_augmentation > 0:
+        problems.append(
+            f"dose_augmentation: expected 0 (binomial thinning is the pytorch backend's), "
+            f"found {training.dose_augmentation}"
+        )
     if execution.devices != 1:
         problems.append(
             f"devices: expected 1 (multi-device training is the pytorch backend's DDP), "
@@ -320,7 +325,7 @@ def train(
     :func:`ptychopinn.workflows.train.train` (several scans, ``resume_from`` with
     ``nepochs`` the total, validation on ``test_data``)."""
     execution = execution or ExecutionConfig()
-    check_execution(execution)
+    check_execution(execution, training)
     output_dir = Path(output_dir or training.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     check_scan_sizes(training, train_data, test_data)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import shutil
 import signal
@@ -17,11 +18,12 @@ import numpy as np
 from ptychopinn.atomic import atomic_write
 from ptychopinn.config import ExecutionConfig, TrainingConfig
 from ptychopinn.data.grouping import Groups
-from ptychopinn.data.types import PtychoData
+from ptychopinn.data.types import PtychoData, evenly_spaced_index
 from ptychopinn.errors import ConfigError, DataValidationError, TrainingInterrupted
 from ptychopinn.model.lightning_module import PINNLightningModule
 from ptychopinn.model.pinn import initial_intensity_scale, mean_pattern_energy, normalise_probe
 from ptychopinn.model.state_check import read_checkpoint, require_matching_state
+from ptychopinn.physics.thinning import look_like_counts
 from ptychopinn.workflows.datamodule import ScanDataModule, as_scans
 from ptychopinn.workflows.execution import build_trainer
 
@@ -220,6 +222,25 @@ def set_aside_old_checkpoints(output_dir: Path) -> Path | None:
     return previous
 
 
+def check_dose_augmentation(
+    training: TrainingConfig, scans: Sequence[PtychoData]
+) -> TrainingConfig:
+    """``training``, with dose augmentation off (and a warning naming the scan) when a scan's
+    squared amplitudes are not photon counts: thinning needs counts to be exact."""
+    if training.dose_augmentation <= 0:
+        return training
+    for scan in scans:
+        sample = scan.diffraction[evenly_spaced_index(scan.n_positions, 64)]
+        if not look_like_counts(sample):
+            log.warning(
+                "%s: the squared amplitudes are not whole photon counts, so they cannot be "
+                "thinned to a lower dose; dose_augmentation is off for this run",
+                scan.source,
+            )
+            return dataclasses.replace(training, dose_augmentation=0.0)
+    return training
+
+
 def check_scan_sizes(
     training: TrainingConfig,
     train_data: PtychoData | Sequence[PtychoData],
@@ -270,6 +291,7 @@ def train(
     ]
     energies = scan_energies(scans)
     check_several_scans(training, scans, energies)
+    training = check_dose_augmentation(training, scans)
     datamodule = ScanDataModule(scans, training, execution, validation=test_data)
     module = build_module(scans, training, execution, energies=energies)
     monitor = module.val_loss_name if datamodule.has_validation else f"{module.loss_name}_epoch"

@@ -1,0 +1,43 @@
+"""Binomial thinning: the same scan as if measured at a lower dose, exactly.
+
+Keeping each detected photon with probability ``p`` turns Poisson counts of mean ``λ`` into
+Poisson counts of mean ``p·λ``: a measurement of the same object with ``p`` times the
+fluence. Training on thinned copies of some groups shows the network the noise of doses it
+was not measured at, which is what lets a model carry over to a scan of another dose
+(figures: README, *Dose augmentation*).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+#: Squared amplitudes further than this from an integer (plus float32 rounding, relative
+#: 1e-6) are not photon counts.
+COUNT_TOLERANCE = 0.05
+
+
+def thin_counts(counts: Tensor, keep: Tensor) -> Tensor:
+    """Binomially thinned ``counts`` (rounded to integers first): each photon survives with
+    probability ``keep`` (broadcast against ``counts``)."""
+    n = counts.float().round().clamp_min(0)
+    return torch.binomial(n, keep.float().expand_as(n).contiguous())
+
+
+def draw_dose_fractions(
+    batch: int, share: float, min_fraction: float, *, device: torch.device | str = "cpu"
+) -> Tensor:
+    """Per-group kept fraction (B,): 1 for ``1 - share`` of the groups, log-uniform in
+    ``[min_fraction, 1]`` for the others (every decade of dose equally often)."""
+    chosen = torch.rand(batch, device=device) < share
+    fractions = torch.exp(torch.rand(batch, device=device) * math.log(min_fraction))
+    return torch.where(chosen, fractions, torch.ones_like(fractions))
+
+
+def look_like_counts(amplitudes) -> bool:
+    """Whether squared amplitudes are (close to) integers, i.e. the data are photon counts."""
+    squares = torch.as_tensor(amplitudes, dtype=torch.float64).square()
+    off = (squares - squares.round()).abs()
+    return bool((off <= COUNT_TOLERANCE + 1e-6 * squares).all())
