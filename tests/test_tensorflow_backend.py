@@ -157,6 +157,32 @@ def test_same_weights_give_the_same_patches_and_amplitudes(overrides):
     _close(amplitude, ref.amplitude, NET_TOL)
 
 
+def test_dose_augmentation_thins_training_batches_only():
+    """The TensorFlow losses thin counts as the PyTorch module does: binomially (Poisson of
+    the lower dose), training batches only."""
+    from ptychopinn.tf_backend.train import Losses
+
+    config = ModelConfig(N=32)
+    _, tf_model = _twins(config)
+    x = np.sqrt(RNG.poisson(30.0, size=(4, 4, 32, 32))).astype(np.float32)
+    offsets = RNG.normal(scale=3, size=(4, 4, 2)).astype(np.float32)
+    plain = Losses(tf_model, TrainingConfig(model=config, output_dir="unused"), 48)
+    augmented = Losses(
+        tf_model,
+        TrainingConfig(model=config, output_dir="unused", dose_augmentation=1.0),
+        48,
+    )
+    ref = float(plain(x, offsets, None, None, training=False)["loss"])
+    assert float(augmented(x, offsets, None, None, training=False)["loss"]) == ref
+    trained = float(augmented(x, offsets, None, None, training=True)["loss"])
+    assert np.isfinite(trained) and trained != pytest.approx(ref, rel=1e-3)
+    counts = tf.constant(RNG.poisson(20.0, size=(4000, 1, 8, 8)).astype(np.float32))
+    _, thinned, keep = augmented.thinned(counts)
+    expected = float(tf.reduce_mean(counts * keep))
+    assert np.allclose(thinned.numpy(), np.round(thinned.numpy()))
+    assert float(tf.reduce_mean(thinned)) == pytest.approx(expected, rel=0.02)
+
+
 def test_batch_norm_in_training_mode_matches_torch():
     """Training-mode forward passes normalise with the batch's statistics in both."""
     config = ModelConfig(N=32)
@@ -355,7 +381,6 @@ def test_cli_infers_a_pytorch_archive_with_tensorflow(scans, tmp_path, capsys):
         (["--torch-devices", "2"], "devices: expected 1"),
         (["--torch-precision", "bf16-mixed"], "precision"),
         (["--torch-logger", "mlflow"], "logger"),
-        (["--dose_augmentation", "0.5"], "dose_augmentation: expected 0"),
     ],
 )
 def test_cli_refuses_what_the_tensorflow_backend_does_not_do(scans, tmp_path, capsys, argv,

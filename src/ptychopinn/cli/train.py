@@ -77,7 +77,7 @@ def check_backend(training: TrainingConfig, execution: ExecutionConfig) -> None:
         import_tensorflow()
         from ptychopinn.tf_backend.train import check_execution
 
-        check_execution(execution, training)
+        check_execution(execution)
 
 
 def _main(argv=None) -> int:

@@ -34,6 +34,7 @@ from ptychopinn.tf_backend import physics as tfp
 from ptychopinn.tf_backend.model import TFPtychoPINN
 from ptychopinn.workflows.datamodule import ScanDataModule, as_scans
 from ptychopinn.workflows.train import (
+    check_dose_augmentation,
     check_scan_sizes,
     check_several_scans,
     initial_scale_and_energy,
@@ -67,14 +68,9 @@ class TFTrainResult:
     epochs: int
 
 
-def check_execution(execution: ExecutionConfig, training: TrainingConfig | None = None) -> None:
-    """Refuse, with one message each, settings this backend does not implement."""
+def check_execution(execution: ExecutionConfig) -> None:
+    """Refuse, with one message each, execution settings this backend does not implement."""
     problems = []
-    if training is not None and training.dose_augmentation > 0:
-        problems.append(
-            f"dose_augmentation: expected 0 (binomial thinning is the pytorch backend's), "
-            f"found {training.dose_augmentation}"
-        )
     if execution.devices != 1:
         problems.append(
             f"devices: expected 1 (multi-device training is the pytorch backend's DDP), "
@@ -208,6 +204,23 @@ class Losses:
     def __init__(self, model: TFPtychoPINN, training: TrainingConfig, canvas_size: int):
         self.model, self.cfg, self.canvas_size = model, training, canvas_size
         self.supervised = training.model.model_type == "supervised"
+        self.rng = tf.random.Generator.from_seed(training.seed)
+
+    def thinned(self, counts):
+        """Dose augmentation as the PyTorch module does it (``_thinned``): the network
+        input, the thinned counts and the kept fraction per group (B, 1, 1, 1)."""
+        cfg = self.cfg
+        batch = tf.shape(counts)[:1]
+        chosen = self.rng.uniform(batch) < cfg.dose_augmentation
+        fractions = tf.exp(self.rng.uniform(batch) * math.log(cfg.dose_augmentation_min))
+        keep = tf.where(chosen, fractions, tf.ones_like(fractions))[:, None, None, None]
+        whole = tf.maximum(tf.round(counts), 0.0)
+        drawn = self.rng.binomial(
+            tf.shape(whole), counts=whole, probs=tf.broadcast_to(keep, tf.shape(whole)),
+            dtype=tf.float32,
+        )  # fmt: skip
+        counts = tf.where(chosen[:, None, None, None], drawn, counts)
+        return tf.sqrt(counts / keep), counts, keep
 
     def __call__(self, amplitudes, offsets, probe, labels, training: bool) -> dict:
         cfg, model = self.cfg, self.model
@@ -216,13 +229,15 @@ class Losses:
             patches = model.predict_patches(amplitudes, None, training=training)
             terms["realspace_mae"] = tfp.realspace_mae(patches, labels)
         else:
+            measured, keep = tf.square(amplitudes), None
+            if training and cfg.dose_augmentation > 0:
+                amplitudes, measured, keep = self.thinned(measured)
             patches, amp = model(
                 amplitudes, offsets, probe, training=training, canvas_size=self.canvas_size
             )
             if cfg.nll_weight > 0:
-                terms["poisson_nll"] = cfg.nll_weight * tfp.poisson_deviance(
-                    tf.square(amp), tf.square(amplitudes)
-                )
+                pred = tf.square(amp) if keep is None else tf.square(amp) * keep
+                terms["poisson_nll"] = cfg.nll_weight * tfp.poisson_deviance(pred, measured)
             if cfg.mae_weight > 0:
                 terms["mae"] = cfg.mae_weight * tfp.amplitude_mae(amp, amplitudes)
             if labels is not None and cfg.realspace_mae_weight > 0:
@@ -325,7 +340,7 @@ def train(
     :func:`ptychopinn.workflows.train.train` (several scans, ``resume_from`` with
     ``nepochs`` the total, validation on ``test_data``)."""
     execution = execution or ExecutionConfig()
-    check_execution(execution, training)
+    check_execution(execution)
     output_dir = Path(output_dir or training.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     check_scan_sizes(training, train_data, test_data)
@@ -340,6 +355,7 @@ def train(
     ]
     energies = scan_energies(scans)
     check_several_scans(training, scans, energies)
+    training = check_dose_augmentation(training, scans)
     data = ScanDataModule(scans, training, execution, validation=test_data)
     with tf.device(device_name(execution.accelerator)):
         model = build_model(scans, training, energies)
