@@ -260,9 +260,7 @@ class ModelConfig:
         True, "a global (all-to-all) mixing layer at the network's bottleneck"
     )
     per_pattern_network: bool = option(
-        False,
-        "one network pass per diffraction pattern, shared by a group's members "
-        "(false: one pass per group, its patterns as channels)",
+        False, "one network pass per pattern (false: one per group, its patterns as channels)"
     )
 
     ALLOWED_N: ClassVar[tuple[int, ...]] = (32, 64, 128, 256)
