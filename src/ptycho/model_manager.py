@@ -81,8 +81,7 @@ class InferenceModel:
                 f"predict: patterns are {n}x{n} but the model was trained for N={self.N}"
             )
         # A per-pattern network reads each pattern alone, so it takes any grouping.
-        per_pattern = bool(getattr(self.model.config, "per_pattern_network", False))
-        if c != self.gridsize**2 and not per_pattern:
+        if c != self.gridsize**2 and not self.model.config.per_pattern_network:
             raise DataValidationError(
                 f"predict: inputs have C={c} positions per group but the model was trained with "
                 f"gridsize={self.gridsize} (C={self.gridsize**2}); group the data with "

@@ -268,6 +268,11 @@ class ModelConfig:
     AMP_ACTIVATIONS: ClassVar[tuple[str, ...]] = ("sigmoid", "swish", "silu", "softplus", "relu")
     NORMALIZATIONS: ClassVar[tuple[str, ...]] = ("none", "batch", "group")
 
+    @property
+    def network_channels(self) -> int:
+        """Patterns the network reads per pass: 1 per pattern, else the group's C."""
+        return 1 if self.per_pattern_network else self.gridsize**2
+
     def __post_init__(self) -> None:
         coerce_fields(self)
         check_choice(self, "N", self.ALLOWED_N)

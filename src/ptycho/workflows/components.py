@@ -94,7 +94,7 @@ def resolve_training_config(config: TrainingConfig, data_n: int) -> TrainingConf
             side,
         )
         model.update(gridsize=side, per_pattern_network=True)
-        values["neighbor_count"] = max(values.get("neighbor_count") or 0, side**2)
+        values["neighbor_count"] = max(values["neighbor_count"], side**2)
     return from_dict(TrainingConfig, values, source="run_cdi_example: config")
 
 

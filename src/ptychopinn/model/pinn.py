@@ -88,7 +88,7 @@ class PtychoPINN(nn.Module):
         #: Inference rescales a scan of another dose to it (``workflows.infer.dose_factor``).
         self.reference_energy = reference_energy
         N = config.N
-        channels = 1 if config.per_pattern_network else config.gridsize**2
+        channels = config.network_channels
         full_size = config.probe_big or not config.pad_object
         self.generator = Generator(
             N,

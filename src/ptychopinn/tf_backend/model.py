@@ -45,7 +45,7 @@ class TFPtychoPINN(keras.Model):
         N = config.N
         self.generator = Generator(
             N,
-            1 if config.per_pattern_network else config.gridsize**2,
+            config.network_channels,
             config.n_filters_scale,
             config.amp_activation,
             full_size=config.probe_big or not config.pad_object,
