@@ -59,7 +59,8 @@ def torch_training(training: TrainingConfig, data, work: list[dict], warmup: int
         if k == warmup:
             start = time.perf_counter()
         batch = {key: torch.from_numpy(v) for key, v in b.items()}
-        loss = module.compute_losses(batch)["loss"]
+        thinning = module.thinning_generator(k, batch["amplitudes"].device)
+        loss = module.compute_losses(batch, thinning)["loss"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

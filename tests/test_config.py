@@ -45,14 +45,17 @@ def test_defaults():
     # The defaults are the measured recipe (README, benchmarks/quality.py).
     assert (m.N, m.gridsize, m.n_filters_scale, m.model_type) == (64, 2, 1, "pinn")
     assert m.normalization == "batch" and m.global_mixing
+    assert m.per_pattern_network and m.network_channels == 1  # one pass per pattern
     assert m.amp_activation == "sigmoid" and m.object_big and m.probe_big and m.pad_object
     assert not m.probe_mask and m.probe_scale == 4.0 and m.gaussian_smoothing_sigma == 0.0
 
     t = TrainingConfig()
     assert t.model == ModelConfig()
     assert (t.batch_size, t.nepochs, t.n_groups, t.seed) == (16, 30, None, 42)
-    # seven varied groups per position, drawn from the 7 nearest at gridsize 2
-    assert (t.groups_per_position, t.neighbor_count) == (7, 7)
+    # two varied groups per position, drawn from the 7 nearest at gridsize 2
+    assert (t.groups_per_position, t.neighbor_count) == (2, 7)
+    # half the groups thinned to a lower dose, down to 1% of the counts
+    assert (t.dose_augmentation, t.dose_augmentation_min) == (0.5, 0.01)
     assert (t.nll_weight, t.mae_weight, t.realspace_weight, t.realspace_mae_weight) == (
         1.0,
         0.0,

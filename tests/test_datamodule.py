@@ -81,7 +81,7 @@ def test_labels_only_when_a_loss_needs_them(scans):
 def test_groups_per_position_follows_each_scans_positions(scans):
     """``groups_per_position`` scales with every scan's own M; ``n_groups`` wins when set."""
     m0, m1 = scans[0].n_positions, scans[1].n_positions
-    assert len(ScanDataModule(scans[0], _config()).train_set) == 7 * m0  # the default
+    assert len(ScanDataModule(scans[0], _config()).train_set) == 2 * m0  # the default
     assert len(ScanDataModule(scans[0], _config(groups_per_position=1)).train_set) == m0
     three = ScanDataModule(list(scans), _config(groups_per_position=3, neighbor_count=7))
     assert [len(d) for d in three.train_set.datasets] == [3 * m0, 3 * m1]
@@ -108,11 +108,11 @@ def test_groups_per_position_must_be_a_positive_count(bad):
 
 
 def test_groups_per_position_stops_at_the_distinct_groups_of_a_small_scan(caplog):
-    """Five positions have 5 * C(4, 3) = 20 different groups of 4: the default 7 per position
-    (35) is trimmed to those, quietly (the count was not asked for explicitly)."""
+    """Five positions have 5 * C(4, 3) = 20 different groups of 4: 7 per position (35) is
+    trimmed to those, quietly (the count was not asked for explicitly)."""
     from ptychopinn.data.grouping import group_positions
 
-    training = _config()
+    training = _config(groups_per_position=7)
     assert groups_for(training, 5) == 20
     assert groups_for(training, 100) == 700
     coords = np.array([[0, 0], [5, 0], [0, 5], [5, 5], [10, 10]], dtype=float)

@@ -122,7 +122,8 @@ def test_per_pattern_network_reads_each_pattern_alone():
         offsets = torch.tensor([[[-4.0, -4.0], [4.0, -4.0], [-4.0, 4.0], [4.0, 4.0]]] * 2)
         merged = model.predict_patches(x, offsets)
         assert float((merged - group).abs().max()) > 1e-3
-    grouped = PtychoPINN(ModelConfig(N=N, gridsize=2), np.ones((N, N)), 0.1)
+    grouped_config = ModelConfig(N=N, gridsize=2, per_pattern_network=False)
+    grouped = PtychoPINN(grouped_config, np.ones((N, N)), 0.1)
     assert grouped.generator.encoder[0][0].in_channels == 4
 
 
@@ -283,6 +284,7 @@ def test_bfloat16_training_matches_float32(small_scan, tmp_path):
             model=ModelConfig(N=32, gridsize=1, n_filters_scale=1, normalization="none"),
             nepochs=4,
             batch_size=4,
+            dose_augmentation=0.0,  # the loss of thinned batches is noisier than this test
             output_dir=str(out),
         )
         result = train(small_scan, cfg, quiet_execution(precision=precision))

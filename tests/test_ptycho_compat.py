@@ -364,7 +364,8 @@ def test_reassemble_position_matches_core_stitcher(tiny_scan, gridsize):
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    cfg = CoreModelConfig(N=32, gridsize=2, n_filters_scale=1)
+    """A network that reads a group's patterns together, so it needs groups of its C."""
+    cfg = CoreModelConfig(N=32, gridsize=2, n_filters_scale=1, per_pattern_network=False)
     torch.manual_seed(0)
     return PtychoPINN(cfg, np.ones((32, 32), np.complex64), 0.01)
 
@@ -394,13 +395,14 @@ def test_predict_equals_core_and_checks_shapes(tiny_scan, tiny_model):
 def test_gridsize_one_trains_one_pattern_per_pass_on_overlap_groups():
     """Ptychodus' PtychoPINN default (gridsize 1) trains a per-pattern network on 2x2
     overlap groups; other settings are trained as given."""
-    single = pcfg.TrainingConfig(model=pcfg.ModelConfig(N=0, gridsize=1, n_filters_scale=2))
-    core = resolve_training_config(single, 64)
+    grouped_net = pcfg.ModelConfig(N=0, gridsize=1, n_filters_scale=2, per_pattern_network=False)
+    core = resolve_training_config(pcfg.TrainingConfig(model=grouped_net), 64)
     assert (core.model.N, core.model.gridsize, core.model.per_pattern_network) == (64, 2, True)
     assert core.neighbor_count >= 4 and core.model.n_filters_scale == 2
     supervised = pcfg.ModelConfig(N=32, gridsize=1, model_type="supervised")
     assert resolve_training_config(pcfg.TrainingConfig(model=supervised), 32).model.gridsize == 1
-    grouped = resolve_training_config(pcfg.TrainingConfig(model=pcfg.ModelConfig(N=32)), 32)
+    plain = pcfg.ModelConfig(N=32, per_pattern_network=False)
+    grouped = resolve_training_config(pcfg.TrainingConfig(model=plain), 32)
     assert (grouped.model.gridsize, grouped.model.per_pattern_network) == (2, False)
 
 

@@ -22,7 +22,7 @@ from ptychopinn.model import schedule
 from ptychopinn.model.pinn import PtychoPINN
 from ptychopinn.model.state_check import require_matching_state
 from ptychopinn.physics.losses import amplitude_mae, poisson_nll, realspace_mae
-from ptychopinn.physics.thinning import draw_dose_fractions, thin_counts
+from ptychopinn.physics.thinning import batch_seed, draw_dose_fractions, thin_counts
 
 
 def poisson_deviance(pred_counts: Tensor, counts: Tensor) -> Tensor:
@@ -120,8 +120,12 @@ class PINNLightningModule(L.LightningModule):
         """Object patches (B, C, N, N) for measured amplitudes."""
         return self.model.predict_patches(amplitudes, None if self.supervised else offsets)
 
-    def compute_losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """The weighted loss terms for one batch; key ``loss`` holds their sum."""
+    def compute_losses(
+        self, batch: dict[str, Tensor], thinning: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
+        """The weighted loss terms for one batch; key ``loss`` holds their sum.
+
+        ``thinning``: the generator of a training batch's dose augmentation (none: off)."""
         cfg = self.training_config
         amplitudes = batch["amplitudes"]
         labels = batch.get("labels")
@@ -132,8 +136,8 @@ class PINNLightningModule(L.LightningModule):
         else:
             measured = amplitudes.square()
             keep = None
-            if self.training and cfg.dose_augmentation > 0:
-                amplitudes, measured, keep = self._thinned(amplitudes, measured)
+            if thinning is not None:
+                amplitudes, measured, keep = self._thinned(amplitudes, measured, thinning)
             out = self.model(amplitudes, batch["offsets"], batch.get("probe"))
             if cfg.nll_weight > 0:
                 pred = out.amplitude.square()
@@ -152,7 +156,9 @@ class PINNLightningModule(L.LightningModule):
         terms["loss"] = sum(terms.values())
         return terms
 
-    def _thinned(self, amplitudes: Tensor, counts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _thinned(
+        self, amplitudes: Tensor, counts: Tensor, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Dose augmentation: some groups' counts thinned to a lower dose.
 
         Returns the network input (thinned counts brought back to the measured dose, as
@@ -165,17 +171,29 @@ class PINNLightningModule(L.LightningModule):
             cfg.dose_augmentation,
             cfg.dose_augmentation_min,
             device=amplitudes.device,
+            generator=generator,
         ).view(-1, 1, 1, 1)
         chosen = keep.view(-1) < 1
         if not bool(chosen.any()):
             return amplitudes, counts, keep
         counts = counts.clone()
-        counts[chosen] = thin_counts(counts[chosen], keep[chosen])
+        counts[chosen] = thin_counts(counts[chosen], keep[chosen], generator)
         return (counts / keep).sqrt(), counts, keep
 
+    def thinning_generator(self, batch_idx: int, device: torch.device) -> torch.Generator | None:
+        """The dose augmentation's generator for this batch, seeded by its place in the run
+        (so a resumed run thins as an uninterrupted one); none when the option is off."""
+        cfg = self.training_config
+        if cfg.dose_augmentation <= 0 or self.supervised:
+            return None
+        generator = torch.Generator(device=device)
+        keys = (cfg.seed, self.global_rank, self.current_epoch, batch_idx)
+        return generator.manual_seed(batch_seed(*keys))
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        terms = self.compute_losses(batch)
-        bs = batch["amplitudes"].shape[0]
+        amplitudes = batch["amplitudes"]
+        terms = self.compute_losses(batch, self.thinning_generator(batch_idx, amplitudes.device))
+        bs = amplitudes.shape[0]
         self.log(
             self.loss_name,
             terms["loss"],

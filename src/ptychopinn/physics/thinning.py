@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -19,20 +20,37 @@ from torch import Tensor
 COUNT_TOLERANCE = 0.05
 
 
-def thin_counts(counts: Tensor, keep: Tensor) -> Tensor:
+def batch_seed(*keys: int) -> int:
+    """A 63-bit seed for one training batch from integer keys (run seed, rank, epoch, batch).
+
+    Seeding each batch from where it sits in the run, not from a generator's running state,
+    draws the same thinning after a resume as in an uninterrupted run."""
+    return int(
+        np.random.SeedSequence([int(k) & 0xFFFFFFFF for k in keys]).generate_state(2, np.uint64)[0]
+        >> 1
+    )
+
+
+def thin_counts(counts: Tensor, keep: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Binomially thinned ``counts`` (rounded to integers first): each photon survives with
     probability ``keep`` (broadcast against ``counts``)."""
     n = counts.float().round().clamp_min(0)
-    return torch.binomial(n, keep.float().expand_as(n).contiguous())
+    return torch.binomial(n, keep.float().expand_as(n).contiguous(), generator=generator)
 
 
 def draw_dose_fractions(
-    batch: int, share: float, min_fraction: float, *, device: torch.device | str = "cpu"
+    batch: int,
+    share: float,
+    min_fraction: float,
+    *,
+    device: torch.device | str = "cpu",
+    generator: torch.Generator | None = None,
 ) -> Tensor:
     """Per-group kept fraction (B,): 1 for ``1 - share`` of the groups, log-uniform in
     ``[min_fraction, 1]`` for the others (every decade of dose equally often)."""
-    chosen = torch.rand(batch, device=device) < share
-    fractions = torch.exp(torch.rand(batch, device=device) * math.log(min_fraction))
+    chosen = torch.rand(batch, device=device, generator=generator) < share
+    draws = torch.rand(batch, device=device, generator=generator)
+    fractions = torch.exp(draws * math.log(min_fraction))
     return torch.where(chosen, fractions, torch.ones_like(fractions))
 
 

@@ -28,6 +28,7 @@ from ptychopinn.data.grouping import Groups
 from ptychopinn.data.types import PtychoData
 from ptychopinn.errors import ArchiveError, ConfigError, TrainingInterrupted
 from ptychopinn.model import schedule
+from ptychopinn.physics.thinning import batch_seed
 from ptychopinn.progress import Progress
 from ptychopinn.tf_backend import import_tensorflow
 from ptychopinn.tf_backend import physics as tfp
@@ -205,6 +206,12 @@ class Losses:
         self.model, self.cfg, self.canvas_size = model, training, canvas_size
         self.supervised = training.model.model_type == "supervised"
         self.rng = tf.random.Generator.from_seed(training.seed)
+
+    def seed_batch(self, step: int) -> None:
+        """Seed the dose augmentation of training step ``step`` from its place in the run,
+        so that a resumed run thins as an uninterrupted one."""
+        if self.cfg.dose_augmentation > 0:
+            self.rng.reset_from_seed(batch_seed(self.cfg.seed, step))
 
     def thinned(self, counts):
         """Dose augmentation as the PyTorch module does it (``_thinned``): the network
@@ -408,6 +415,7 @@ def _fit(model, data, training, execution, ckpt, resume_from, output_dir, progre
             b = _batch_arrays(batch)
             if step_fn is train_step:
                 optimizer.learning_rate = lr_at(step)
+                losses.seed_batch(step)
             terms = step_fn(b["amplitudes"], b["offsets"], b.get("probe"), b.get("labels"))
             n = b["amplitudes"].shape[0]
             for key, value in terms.items():
