@@ -105,6 +105,13 @@ def main() -> None:
     p.add_argument("--inference_batch_size", type=int, default=64)
     p.add_argument("--steps", type=int, default=30, help="timed optimiser steps")
     p.add_argument("--warmup", type=int, default=5, help="steps left out of the timing")
+    p.add_argument(
+        "--per_pattern_network",
+        action=argparse.BooleanOptionalAction,
+        default=ModelConfig.per_pattern_network,
+        help="one network pass per pattern (the recipe), or --no-per_pattern_network: per group",
+    )
+    p.add_argument("--dose_augmentation", type=float, default=TrainingConfig.dose_augmentation)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", default=None)
     args = p.parse_args()
@@ -116,9 +123,16 @@ def main() -> None:
     data = simulate_dataset(seed=1, N=64, object_size=256, step=7.0)
     rows = []
     for scale in args.n_filters_scale:
+        model_config = ModelConfig(
+            N=64,
+            gridsize=args.gridsize,
+            n_filters_scale=scale,
+            per_pattern_network=args.per_pattern_network,
+        )
         training = TrainingConfig(
-            model=ModelConfig(N=64, gridsize=args.gridsize, n_filters_scale=scale),
+            model=model_config,
             batch_size=args.batch_size,
+            dose_augmentation=args.dose_augmentation,
         )
         dataset, _ = make_group_dataset(data, training, seed=0, need_labels=False)
         work = batches(dataset, args.batch_size, args.warmup + args.steps)
@@ -130,6 +144,7 @@ def main() -> None:
                     "backend": backend,
                     "filters": f"x{scale}",
                     "gridsize": args.gridsize,
+                    "per_pattern": args.per_pattern_network,
                     "batch": args.batch_size,
                     "train_groups_per_s": round(args.steps * args.batch_size / seconds, 1),
                     "infer_patterns_per_s": round(
