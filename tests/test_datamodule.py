@@ -109,7 +109,7 @@ def test_groups_per_position_must_be_a_positive_count(bad):
 
 def test_groups_per_position_stops_at_the_distinct_groups_of_a_small_scan(caplog):
     """Five positions have 5 * C(4, 3) = 20 different groups of 4: 7 per position (35) is
-    trimmed to those, quietly (the count was not asked for explicitly)."""
+    trimmed to those, quietly (no n_groups was asked for explicitly)."""
     from ptychopinn.data.grouping import group_positions
 
     training = _config(groups_per_position=7)

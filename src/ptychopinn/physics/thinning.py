@@ -25,10 +25,8 @@ def batch_seed(*keys: int) -> int:
 
     Seeding each batch from where it sits in the run, not from a generator's running state,
     draws the same thinning after a resume as in an uninterrupted run."""
-    return int(
-        np.random.SeedSequence([int(k) & 0xFFFFFFFF for k in keys]).generate_state(2, np.uint64)[0]
-        >> 1
-    )
+    words = np.random.SeedSequence([int(k) & 0xFFFFFFFF for k in keys]).generate_state(1, np.uint64)
+    return int(words[0] >> 1)
 
 
 def thin_counts(counts: Tensor, keep: Tensor, generator: torch.Generator | None = None) -> Tensor:
