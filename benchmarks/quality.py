@@ -127,6 +127,7 @@ def train_model(
         normalization=args.normalization,
         global_mixing=args.global_mixing,
         per_pattern_network=args.per_pattern_network,
+        phase_head=args.phase_head,
     )
     with tempfile.TemporaryDirectory() as out:
         cfg = TrainingConfig(
@@ -283,6 +284,7 @@ def main() -> None:
         action=argparse.BooleanOptionalAction,
         help="one network pass per pattern, trained on the overlap groups",
     )
+    p.add_argument("--phase_head", default=model_d.phase_head, choices=ModelConfig.PHASE_HEADS)
     p.add_argument("--object_size", type=int, default=256, help="256 px, step 7: 784 patterns")
     p.add_argument("--step", type=float, default=7.0)
     p.add_argument("--nphotons", type=float, default=1e6)

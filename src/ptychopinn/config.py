@@ -266,10 +266,16 @@ class ModelConfig:
         "one network pass per pattern, trained on overlap groups (false: one per group)",
     )
 
+    phase_head: str = option(
+        "phase",
+        "phase output: phase, or gradient (integrated over the object; see README)",
+    )
+
     ALLOWED_N: ClassVar[tuple[int, ...]] = (32, 64, 128, 256)
     MODEL_TYPES: ClassVar[tuple[str, ...]] = ("pinn", "supervised")
     AMP_ACTIVATIONS: ClassVar[tuple[str, ...]] = ("sigmoid", "swish", "silu", "softplus", "relu")
     NORMALIZATIONS: ClassVar[tuple[str, ...]] = ("none", "batch", "group")
+    PHASE_HEADS: ClassVar[tuple[str, ...]] = ("phase", "gradient")
 
     @property
     def network_channels(self) -> int:
@@ -285,6 +291,7 @@ class ModelConfig:
         check_choice(self, "model_type", self.MODEL_TYPES)
         check_choice(self, "amp_activation", self.AMP_ACTIVATIONS)
         check_choice(self, "normalization", self.NORMALIZATIONS)
+        check_choice(self, "phase_head", self.PHASE_HEADS)
         check_range(self, "probe_scale", gt=0)
         check_range(self, "gaussian_smoothing_sigma", ge=0)
 

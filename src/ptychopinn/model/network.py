@@ -34,6 +34,7 @@ def encoder_filters(N: int, n_filters_scale: int) -> list[int]:
 
 
 NORMALIZATIONS = ModelConfig.NORMALIZATIONS
+PHASE_HEADS = ModelConfig.PHASE_HEADS
 
 
 def _norm_layer(kind: str, channels: int) -> nn.Module:
@@ -142,6 +143,7 @@ class Generator(nn.Module):
         full_size: bool = True,
         normalization: str = "none",
         global_mixing: bool = False,
+        phase_head: str = "phase",
     ) -> None:
         super().__init__()
         if normalization not in NORMALIZATIONS:
@@ -159,8 +161,17 @@ class Generator(nn.Module):
         self.encoder = nn.Sequential(*blocks)
         amp_act = _AMPLITUDE_ACTIVATIONS[amp_activation]()
         self.amplitude = Decoder(filters, channels, amp_act, full_size, normalization)
+        if phase_head not in PHASE_HEADS:
+            raise ValueError(f"phase_head must be one of {PHASE_HEADS}, found {phase_head!r}")
+        #: ``gradient``: two maps per patch, the phase's x and y forward differences (rad/px,
+        #: up to pi/2), integrated by the model; ``phase``: the phase itself (up to pi).
+        self.phase_head = phase_head
+        if phase_head == "gradient":
+            phase_out, bound = 2 * channels, math.pi / 2
+        else:
+            phase_out, bound = channels, math.pi
         self.phase = Decoder(
-            filters, channels, _Scaled(nn.Tanh(), math.pi), full_size, normalization
+            filters, phase_out, _Scaled(nn.Tanh(), bound), full_size, normalization
         )
 
         self._start_with_flat_phase()
@@ -180,7 +191,8 @@ class Generator(nn.Module):
         nn.init.zeros_(last.bias)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Return ``(amplitude, phase)``, each (B, C, N, N)."""
+        """Return ``(amplitude, phase)``, each (B, C, N, N); with the gradient head the second
+        is (B, 2C, N, N): the C x-gradients, then the C y-gradients."""
         z = self.encoder(x)
         return self.amplitude(z), self.phase(z)
 

@@ -20,6 +20,7 @@ from ptychopinn.config import ModelConfig
 from ptychopinn.data.types import evenly_spaced_index
 from ptychopinn.model.network import Generator
 from ptychopinn.physics.forward import circular_mask, far_field, illuminate
+from ptychopinn.physics.integrate import integrate_gradient
 from ptychopinn.physics.patches import group_canvas_to_patches, patches_to_group_canvas
 
 #: Object amplitude that the initial intensity scale assumes; mid-range of a sigmoid.
@@ -98,6 +99,7 @@ class PtychoPINN(nn.Module):
             full_size=full_size,
             normalization=config.normalization,
             global_mixing=config.global_mixing,
+            phase_head=config.phase_head,
         )
         probe_t = normalise_probe(probe, N)
         if probe_t.shape != (N, N):
@@ -135,17 +137,32 @@ class PtychoPINN(nn.Module):
         ``probe`` (B, N, N), normalised like :func:`normalise_probe`, is each group's own
         illumination (training on several scans); None means the model's probe.
         """
-        x = amplitudes * self.intensity_scale
-        if self.config.per_pattern_network:
-            B, C = x.shape[:2]
-            amp, phase = self.generator(x.reshape(B * C, 1, *x.shape[2:]))
-            amp, phase = amp.reshape(B, C, *amp.shape[2:]), phase.reshape(B, C, *phase.shape[2:])
-        else:
-            amp, phase = self.generator(x)
+        amp, phase = self.predict_fields(amplitudes)
+        merge = self.config.object_big and amp.shape[1] > 1 and offsets is not None
+        if self.config.phase_head == "gradient":
+            if merge:
+                return self.merge_gradient_patches(amp, phase, offsets, probe)
+            return Generator.to_complex(amp, integrate_gradient(phase[:, :, 0], phase[:, :, 1]))
         patches = Generator.to_complex(amp, phase)
-        if self.config.object_big and patches.shape[1] > 1 and offsets is not None:
+        if merge:
             patches = self.apply_overlap_constraint(patches, offsets, probe)
         return patches
+
+    def predict_fields(self, amplitudes: Tensor) -> tuple[Tensor, Tensor]:
+        """The network's raw output for amplitudes (B, C, N, N): object amplitude (B, C, N, N)
+        and phase (B, C, N, N), or with the gradient head its x/y gradients (B, C, 2, N, N)."""
+        x = amplitudes * self.intensity_scale
+        B, C = x.shape[:2]
+        if self.config.per_pattern_network:
+            amp, phase = self.generator(x.reshape(B * C, 1, *x.shape[2:]))
+        else:
+            amp, phase = self.generator(x)
+        amp = amp.reshape(B, C, *amp.shape[2:])
+        if self.config.phase_head == "gradient":
+            if self.config.per_pattern_network:
+                return amp, phase.reshape(B, C, 2, *phase.shape[2:])
+            return amp, phase.reshape(B, 2, C, *phase.shape[2:]).transpose(1, 2)
+        return amp, phase.reshape(B, C, *phase.shape[2:])
 
     def _probe_for(self, probe: Tensor | None) -> Tensor:
         """The model's probe (N, N), or per-group probes (B, N, N) as (B, 1, N, N)."""
@@ -173,6 +190,29 @@ class PtychoPINN(nn.Module):
         numerator = patches_to_group_canvas(patches * weights, offsets, canvas_size)
         denominator = patches_to_group_canvas(weights, offsets, canvas_size).real
         canvas = numerator / denominator.clamp_min(OVERLAP_WEIGHT_FLOOR)
+        return group_canvas_to_patches(canvas, offsets, N)
+
+    def merge_gradient_patches(
+        self, amp: Tensor, gradients: Tensor, offsets: Tensor, probe: Tensor | None = None
+    ) -> Tensor:
+        """The overlap constraint of the gradient head: amplitudes (B, C, N, N) and phase
+        gradients (B, C, 2, N, N) of a group merged on one canvas (illumination-weighted),
+        the gradients integrated there, and the complex patches cut out again."""
+        N = amp.shape[-1]
+        extent = int(math.ceil(float(offsets.abs().max()))) if offsets.numel() else 0
+        canvas_size = N + 2 * extent
+        weights = self.overlap_weights(probe).expand_as(amp)
+        fields = torch.complex(gradients[:, :, 0].float(), gradients[:, :, 1].float())
+
+        def merge(values: Tensor) -> Tensor:
+            total = patches_to_group_canvas(values * weights, offsets, canvas_size)
+            cover = patches_to_group_canvas(weights.to(values.dtype), offsets, canvas_size)
+            return total / cover.real.clamp_min(OVERLAP_WEIGHT_FLOOR)
+
+        grad = merge(fields)
+        amplitude = merge(torch.complex(amp.float(), torch.zeros_like(amp.float())))
+        phase = integrate_gradient(grad.real, grad.imag)
+        canvas = torch.polar(amplitude.real.clamp_min(0), phase)
         return group_canvas_to_patches(canvas, offsets, N)
 
     def diffraction_amplitude(self, patches: Tensor, probe: Tensor | None = None) -> Tensor:

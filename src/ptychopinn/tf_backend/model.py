@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from ptychopinn.config import ModelConfig
+from ptychopinn.errors import ConfigError
 from ptychopinn.model.pinn import OVERLAP_WEIGHT_FLOOR, normalise_probe
 from ptychopinn.tf_backend import import_tensorflow
 from ptychopinn.tf_backend import physics as tfp
@@ -39,6 +40,11 @@ class TFPtychoPINN(keras.Model):
         intensity_scale_trainable: bool = True,
         reference_energy: float | None = None,
     ) -> None:
+        if config.phase_head != "phase":
+            raise ConfigError(
+                f"phase_head: the tensorflow backend predicts the phase itself ('phase'), "
+                f"found {config.phase_head!r}; train and reconstruct it with the pytorch backend"
+            )
         super().__init__()
         self.config = config
         self.reference_energy = reference_energy

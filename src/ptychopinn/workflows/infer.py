@@ -25,6 +25,7 @@ from ptychopinn.data.grouping import group_all_positions
 from ptychopinn.data.types import PtychoData
 from ptychopinn.errors import ConfigError, DataValidationError
 from ptychopinn.model.pinn import PtychoPINN, mean_pattern_energy
+from ptychopinn.physics.integrate import integrate_gradient
 from ptychopinn.physics.patches import PatchAccumulator
 from ptychopinn.progress import Progress
 from ptychopinn.tf_backend import model_backend
@@ -128,6 +129,73 @@ def _tensorflow_predictor(model) -> Callable[[torch.Tensor, torch.Tensor | None]
     return run
 
 
+class _PatchStitcher:
+    """Stitches complex patches (M, N, N) into the object: one weighted average."""
+
+    def __init__(self, canvas_shape, N: int, device, weights) -> None:
+        self.acc = PatchAccumulator(canvas_shape, N, device=device)
+        self.weights = weights
+
+    def add(self, patches: torch.Tensor, centres: torch.Tensor) -> None:
+        self.acc.add(patches, centres, self.weights)
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.acc.result()
+
+    @staticmethod
+    def patches(output: torch.Tensor) -> torch.Tensor:
+        return output
+
+
+class _GradientStitcher(_PatchStitcher):
+    """For the gradient head: predictions packed (M, 2, N, N) as ``[amplitude, gx + i gy]``.
+    Amplitudes and phase gradients are averaged on the object canvas and the gradients
+    integrated there once, so phase plateaus wider than the probe get their level from the
+    edges the scan crosses (see :mod:`ptychopinn.physics.integrate`)."""
+
+    def __init__(self, canvas_shape, N: int, device, weights) -> None:
+        super().__init__(canvas_shape, N, device, weights)
+        self.gradients = PatchAccumulator(canvas_shape, N, device=device)
+
+    def add(self, packed: torch.Tensor, centres: torch.Tensor) -> None:
+        self.acc.add(packed[:, 0], centres, self.weights)
+        self.gradients.add(packed[:, 1], centres, self.weights)
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
+        amplitude, weight_sum = self.acc.result()
+        gradient, _ = self.gradients.result()
+        phase = integrate_gradient(gradient.real, gradient.imag)
+        return torch.polar(amplitude.real.clamp_min(0), phase), weight_sum
+
+    @staticmethod
+    def patches(output: torch.Tensor) -> torch.Tensor:
+        """Each patch on its own (its gradients integrated over the patch alone)."""
+        phase = integrate_gradient(output[:, 1].real, output[:, 1].imag)
+        return torch.polar(output[:, 0].real.clamp_min(0), phase)
+
+
+def _gradient_predictor(
+    model: PtychoPINN,
+) -> Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]:
+    """The anchor pattern's amplitude and phase gradients, packed (B, 1, 2, N, N)."""
+
+    def run(x: torch.Tensor, offsets: torch.Tensor | None) -> torch.Tensor:
+        if model.config.per_pattern_network:
+            x = x[:, :1]
+        amp, grad = model.predict_fields(x)
+        amp, grad = amp[:, :1].float(), grad[:, :1].float()
+        packed = torch.stack(
+            [
+                torch.complex(amp, torch.zeros_like(amp)),
+                torch.complex(grad[:, :, 0], grad[:, :, 1]),
+            ],
+            dim=2,
+        )
+        return packed
+
+    return run
+
+
 def dose_factor(model: PtychoPINN, data: PtychoData) -> float:
     """Input factor that brings ``data`` to the model's training dose (1 when unknown).
 
@@ -210,11 +278,15 @@ def reconstruct(
     else:
         model = model.to(device).eval()
         predict = model.predict_patches
+    gradient_head = not tensorflow and model.config.phase_head == "gradient"
+    if gradient_head:
+        predict = _gradient_predictor(model)
     weights = _stitch_weights(model, weighting)
     dose = dose_factor(model, data) if adapt_dose else 1.0
     autocast = _autocast(device, precision)
     groups = group_all_positions(data.coords, model.config.gridsize)
-    acc = PatchAccumulator(canvas_shape or data.canvas_shape(), N, device=device)
+    stitcher_class = _GradientStitcher if gradient_head else _PatchStitcher
+    acc = stitcher_class(canvas_shape or data.canvas_shape(), N, device, weights)
     offsets = torch.from_numpy(groups.offsets.astype(np.float32))
     anchors = torch.from_numpy(data.coords[groups.indices[:, 0]])
     use_offsets = model.config.gridsize > 1
@@ -228,7 +300,7 @@ def reconstruct(
         if not pending:
             return
         patches = torch.cat(pending) if len(pending) > 1 else pending[0]
-        acc.add(patches, anchors[pending_from:stop].to(device), weights)
+        acc.add(patches, anchors[pending_from:stop].to(device))
         pending.clear()
         pending_from = stop
 
@@ -247,7 +319,7 @@ def reconstruct(
             patches = patches.to(torch.complex64).contiguous()
             pending.append(patches)
             if kept is not None:
-                kept.append(patches.cpu())
+                kept.append(acc.patches(patches).cpu())
             if stop - pending_from >= chunk:
                 flush(stop)
             if on_batch is not None:
