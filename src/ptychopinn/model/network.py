@@ -2,9 +2,10 @@
 
 Diffraction amplitudes of a group of ``C = gridsize**2`` neighbouring scan positions enter as
 ``C`` input channels; two decoders produce the amplitude and the phase of the ``C`` object
-patches. Filter counts follow the published network: for ``N = 64`` the encoder has
-``32·s, 64·s, 128·s`` filters (``s = n_filters_scale``), one pooling level per block, and the
-bottleneck is always ``N/8`` pixels wide.
+patches (or, with ``phase_head='gradient'``, the phase's x and y gradients). Filter counts
+follow the published network: for ``N = 64`` the encoder has ``32·s, 64·s, 128·s`` filters
+(``s = n_filters_scale``), one pooling level per block, and the bottleneck is always ``N/8``
+pixels wide.
 """
 
 from __future__ import annotations

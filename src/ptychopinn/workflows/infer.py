@@ -247,7 +247,9 @@ def reconstruct(
     when ``gridsize > 1``), so the whole scan is reconstructed. Patches are streamed into the
     canvas chunk by chunk; memory is bounded by a chunk and the canvas, not the scan (unless
     ``return_patches``). ``weighting='probe'`` weights each patch by ``|P|^2`` (the object is
-    known where it is lit); ``'uniform'``/``'none'`` weight all pixels alike.
+    known where it is lit); ``'uniform'``/``'none'`` weight all pixels alike. A model with the
+    gradient phase head has its amplitudes and phase gradients stitched and the gradients
+    integrated once over the whole canvas (``patches`` then hold each patch integrated alone).
 
     ``adapt_dose`` feeds a scan measured at another dose than the training data rescaled
     to the training dose (:meth:`PtychoPINN.dose_factor`), with a warning when the two differ
