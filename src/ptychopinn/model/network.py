@@ -164,9 +164,8 @@ class Generator(nn.Module):
         self.amplitude = Decoder(filters, channels, amp_act, full_size, normalization)
         if phase_head not in PHASE_HEADS:
             raise ValueError(f"phase_head must be one of {PHASE_HEADS}, found {phase_head!r}")
-        #: ``gradient``: two maps per patch, the phase's x and y forward differences (rad/px,
-        #: up to pi/2), integrated by the model; ``phase``: the phase itself (up to pi).
-        self.phase_head = phase_head
+        # gradient: two maps per patch, the phase's x and y forward differences (rad/px, up
+        # to pi/2), integrated by the model; phase: the phase itself (up to pi).
         if phase_head == "gradient":
             phase_out, bound = 2 * channels, math.pi / 2
         else:

@@ -202,15 +202,14 @@ class PtychoPINN(nn.Module):
         extent = int(math.ceil(float(offsets.abs().max()))) if offsets.numel() else 0
         canvas_size = N + 2 * extent
         weights = self.overlap_weights(probe).expand_as(amp)
-        fields = torch.complex(gradients[:, :, 0].float(), gradients[:, :, 1].float())
+        cover = patches_to_group_canvas(weights.to(torch.complex64), offsets, canvas_size)
+        cover = cover.real.clamp_min(OVERLAP_WEIGHT_FLOOR)
 
         def merge(values: Tensor) -> Tensor:
-            total = patches_to_group_canvas(values * weights, offsets, canvas_size)
-            cover = patches_to_group_canvas(weights.to(values.dtype), offsets, canvas_size)
-            return total / cover.real.clamp_min(OVERLAP_WEIGHT_FLOOR)
+            return patches_to_group_canvas(values * weights, offsets, canvas_size) / cover
 
-        grad = merge(fields)
-        amplitude = merge(torch.complex(amp.float(), torch.zeros_like(amp.float())))
+        grad = merge(torch.complex(gradients[:, :, 0].float(), gradients[:, :, 1].float()))
+        amplitude = merge(amp.float().to(torch.complex64))
         phase = integrate_gradient(grad.real, grad.imag)
         canvas = torch.polar(amplitude.real.clamp_min(0), phase)
         return group_canvas_to_patches(canvas, offsets, N)

@@ -184,14 +184,8 @@ def _gradient_predictor(
             x = x[:, :1]
         amp, grad = model.predict_fields(x)
         amp, grad = amp[:, :1].float(), grad[:, :1].float()
-        packed = torch.stack(
-            [
-                torch.complex(amp, torch.zeros_like(amp)),
-                torch.complex(grad[:, :, 0], grad[:, :, 1]),
-            ],
-            dim=2,
-        )
-        return packed
+        gradients = torch.complex(grad[:, :, 0], grad[:, :, 1])
+        return torch.stack([amp.to(torch.complex64), gradients], dim=2)
 
     return run
 
@@ -279,10 +273,9 @@ def reconstruct(
         channels_last_format = False  # a torch memory layout; TensorFlow runs NHWC anyway
     else:
         model = model.to(device).eval()
-        predict = model.predict_patches
     gradient_head = not tensorflow and model.config.phase_head == "gradient"
-    if gradient_head:
-        predict = _gradient_predictor(model)
+    if not tensorflow:
+        predict = _gradient_predictor(model) if gradient_head else model.predict_patches
     weights = _stitch_weights(model, weighting)
     dose = dose_factor(model, data) if adapt_dose else 1.0
     autocast = _autocast(device, precision)
