@@ -178,19 +178,29 @@ class PtychoPINN(nn.Module):
         peak = intensity.amax(dim=(-2, -1), keepdim=True)
         return intensity / peak + OVERLAP_WEIGHT_FLOOR
 
+    def average_on_group_canvas(
+        self, values: list[Tensor], offsets: Tensor, probe: Tensor | None = None
+    ) -> list[Tensor]:
+        """Each of ``values`` (B, C, N, N) averaged over its group on one shared canvas
+        (B, S, S), every patch weighted by its illumination (:meth:`overlap_weights`)."""
+        N = values[0].shape[-1]
+        extent = int(math.ceil(float(offsets.abs().max()))) if offsets.numel() else 0
+        canvas_size = N + 2 * extent
+        weights = self.overlap_weights(probe).to(values[0].dtype).expand_as(values[0])
+        cover = patches_to_group_canvas(weights, offsets, canvas_size).real
+        cover = cover.clamp_min(OVERLAP_WEIGHT_FLOOR)
+        return [
+            patches_to_group_canvas(v * weights.to(v.dtype), offsets, canvas_size) / cover
+            for v in values
+        ]
+
     def apply_overlap_constraint(
         self, patches: Tensor, offsets: Tensor, probe: Tensor | None = None
     ) -> Tensor:
         """Merge the C patches of each group into one canvas (illumination-weighted) and
         cut them out again, so overlapping patches must agree on one object."""
-        N = patches.shape[-1]
-        extent = int(math.ceil(float(offsets.abs().max()))) if offsets.numel() else 0
-        canvas_size = N + 2 * extent
-        weights = self.overlap_weights(probe).to(patches.dtype).expand_as(patches)
-        numerator = patches_to_group_canvas(patches * weights, offsets, canvas_size)
-        denominator = patches_to_group_canvas(weights, offsets, canvas_size).real
-        canvas = numerator / denominator.clamp_min(OVERLAP_WEIGHT_FLOOR)
-        return group_canvas_to_patches(canvas, offsets, N)
+        (canvas,) = self.average_on_group_canvas([patches], offsets, probe)
+        return group_canvas_to_patches(canvas, offsets, patches.shape[-1])
 
     def merge_gradient_patches(
         self, amp: Tensor, gradients: Tensor, offsets: Tensor, probe: Tensor | None = None
@@ -198,21 +208,13 @@ class PtychoPINN(nn.Module):
         """The overlap constraint of the gradient head: amplitudes (B, C, N, N) and phase
         gradients (B, C, 2, N, N) of a group merged on one canvas (illumination-weighted),
         the gradients integrated there, and the complex patches cut out again."""
-        N = amp.shape[-1]
-        extent = int(math.ceil(float(offsets.abs().max()))) if offsets.numel() else 0
-        canvas_size = N + 2 * extent
-        weights = self.overlap_weights(probe).expand_as(amp)
-        cover = patches_to_group_canvas(weights.to(torch.complex64), offsets, canvas_size)
-        cover = cover.real.clamp_min(OVERLAP_WEIGHT_FLOOR)
-
-        def merge(values: Tensor) -> Tensor:
-            return patches_to_group_canvas(values * weights, offsets, canvas_size) / cover
-
-        grad = merge(torch.complex(gradients[:, :, 0].float(), gradients[:, :, 1].float()))
-        amplitude = merge(amp.float().to(torch.complex64))
+        grad = torch.complex(gradients[:, :, 0].float(), gradients[:, :, 1].float())
+        amplitude, grad = self.average_on_group_canvas(
+            [amp.float().to(torch.complex64), grad], offsets, probe
+        )
         phase = integrate_gradient(grad.real, grad.imag)
         canvas = torch.polar(amplitude.real.clamp_min(0), phase)
-        return group_canvas_to_patches(canvas, offsets, N)
+        return group_canvas_to_patches(canvas, offsets, amp.shape[-1])
 
     def diffraction_amplitude(self, patches: Tensor, probe: Tensor | None = None) -> Tensor:
         """Predicted amplitude in sqrt-count units for object patches (B, C, N, N), lit by
