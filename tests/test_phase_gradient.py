@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from ptychopinn.config import ExecutionConfig, ModelConfig, TrainingConfig
-from ptychopinn.errors import ConfigError
 from ptychopinn.metrics import evaluate
 from ptychopinn.model.pinn import PtychoPINN
 from ptychopinn.physics.integrate import integrate_gradient, phase_gradient
@@ -161,11 +160,3 @@ def test_gradient_head_trains_and_reconstructs(small_scan, tmp_path):
         N=32,
     )
     assert scores["amp_ssim"] > 0.3 and scores["phase_ssim"] > 0.2
-
-
-def test_tensorflow_backend_refuses_the_gradient_head():
-    pytest.importorskip("tensorflow")
-    from ptychopinn.tf_backend.model import TFPtychoPINN
-
-    with pytest.raises(ConfigError, match="phase_head"):
-        TFPtychoPINN(ModelConfig(N=32, phase_head="gradient"), np.ones((32, 32)), 1.0)

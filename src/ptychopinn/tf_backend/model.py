@@ -14,7 +14,6 @@ import math
 import numpy as np
 
 from ptychopinn.config import ModelConfig
-from ptychopinn.errors import ConfigError
 from ptychopinn.model.pinn import OVERLAP_WEIGHT_FLOOR, normalise_probe
 from ptychopinn.tf_backend import import_tensorflow
 from ptychopinn.tf_backend import physics as tfp
@@ -40,11 +39,6 @@ class TFPtychoPINN(keras.Model):
         intensity_scale_trainable: bool = True,
         reference_energy: float | None = None,
     ) -> None:
-        if config.phase_head != "phase":
-            raise ConfigError(
-                f"phase_head: the tensorflow backend predicts the phase itself ('phase'), "
-                f"found {config.phase_head!r}; train and reconstruct it with the pytorch backend"
-            )
         super().__init__()
         self.config = config
         self.reference_energy = reference_energy
@@ -57,6 +51,7 @@ class TFPtychoPINN(keras.Model):
             full_size=config.probe_big or not config.pad_object,
             normalization=config.normalization,
             global_mixing=config.global_mixing,
+            phase_head=config.phase_head,
         )
         p = normalise_probe(probe, N).numpy()
         if p.shape != (N, N):
@@ -119,38 +114,75 @@ class TFPtychoPINN(keras.Model):
         peak = tf.reduce_max(intensity, axis=(-2, -1), keepdims=True)
         return intensity / peak + OVERLAP_WEIGHT_FLOOR
 
+    def average_on_group_canvas(self, values, offsets, probe=None, canvas_size=None):
+        """Each of ``values`` (B, C, N, N) complex averaged over its group on one canvas,
+        every patch weighted by its illumination. ``canvas_size`` fixes the canvas (one
+        graph for a whole training run); None sizes it from ``offsets`` like the PyTorch
+        model (eager tensors only)."""
+        N = values[0].shape[-1]
+        if canvas_size is None:
+            canvas_size = tfp.canvas_size_for(np.asarray(offsets), N)
+        weights = tf.cast(self.overlap_weights(probe), tf.complex64) * tf.ones_like(values[0])
+        cover = tf.math.real(tfp.patches_to_group_canvas(weights, offsets, canvas_size))
+        cover = tf.cast(tf.maximum(cover, OVERLAP_WEIGHT_FLOOR), tf.complex64)
+        return [
+            tfp.patches_to_group_canvas(v * weights, offsets, canvas_size) / cover for v in values
+        ]
+
     def apply_overlap_constraint(
         self, patches, offsets, probe=None, canvas_size: int | None = None
     ):
         """Merge each group's C patches into one illumination-weighted canvas and cut them
-        out again. ``canvas_size`` fixes the canvas (one graph for a whole training run);
-        None sizes it from ``offsets`` like the PyTorch model (eager tensors only)."""
-        N = patches.shape[-1]
-        if canvas_size is None:
-            canvas_size = tfp.canvas_size_for(np.asarray(offsets), N)
-        weights = tf.cast(self.overlap_weights(probe), patches.dtype) * tf.ones_like(patches)
-        numerator = tfp.patches_to_group_canvas(patches * weights, offsets, canvas_size)
-        denominator = tf.math.real(tfp.patches_to_group_canvas(weights, offsets, canvas_size))
-        canvas = numerator / tf.cast(tf.maximum(denominator, OVERLAP_WEIGHT_FLOOR), numerator.dtype)
-        return tfp.group_canvas_to_patches(canvas, offsets, N)
+        out again."""
+        (canvas,) = self.average_on_group_canvas([patches], offsets, probe, canvas_size)
+        return tfp.group_canvas_to_patches(canvas, offsets, patches.shape[-1])
+
+    def merge_gradient_patches(self, amp, gradients, offsets, probe=None, canvas_size=None):
+        """The gradient head's overlap constraint: amplitudes (B, C, N, N) and phase
+        gradients (B, C, 2, N, N) merged on each group's canvas, the gradients integrated
+        there, the complex patches cut out again."""
+        grad = tf.complex(gradients[:, :, 0], gradients[:, :, 1])
+        amplitude, grad = self.average_on_group_canvas(
+            [tf.complex(amp, tf.zeros_like(amp)), grad], offsets, probe, canvas_size
+        )
+        phase = tfp.integrate_gradient(tf.math.real(grad), tf.math.imag(grad))
+        canvas = _polar(tf.maximum(tf.math.real(amplitude), 0.0), phase)
+        return tfp.group_canvas_to_patches(canvas, offsets, amp.shape[-1])
+
+    def predict_fields(self, amplitudes, *, training=False):
+        """The network's raw output for amplitudes (B, C, N, N): object amplitude (B, C, N, N)
+        and phase (B, C, N, N), or with the gradient head its x/y gradients (B, C, 2, N, N)."""
+        amplitudes = tf.convert_to_tensor(amplitudes, tf.float32)
+        x = amplitudes * self.intensity_scale
+        shape = tf.shape(x)
+        if self.config.per_pattern_network:  # one pass per pattern, as a batch of B * C
+            flat = tf.reshape(x, [-1, 1, shape[2], shape[3]])
+            amp, phase = self.generator(flat, training=training)
+        else:
+            amp, phase = self.generator(x, training=training)
+        size = tf.shape(amp)[2:]
+        amp = tf.reshape(amp, tf.concat([shape[:2], size], axis=0))
+        if self.config.phase_head != "gradient":
+            return amp, tf.reshape(phase, tf.concat([shape[:2], size], axis=0))
+        if self.config.per_pattern_network:
+            return amp, tf.reshape(phase, tf.concat([shape[:2], [2], size], axis=0))
+        phase = tf.reshape(phase, tf.concat([shape[:1], [2], shape[1:2], size], axis=0))
+        return amp, tf.transpose(phase, [0, 2, 1, 3, 4])
 
     def predict_patches(
         self, amplitudes, offsets=None, probe=None, *, training=False, canvas_size=None
     ):
         """Object patches (B, C, N, N) complex64 for measured amplitudes (B, C, N, N)."""
-        amplitudes = tf.convert_to_tensor(amplitudes, tf.float32)
-        x = amplitudes * self.intensity_scale
-        if self.config.per_pattern_network:  # one pass per pattern, as a batch of B * C
-            shape = tf.shape(x)
-            flat = tf.reshape(x, [-1, 1, shape[2], shape[3]])
-            amp, phase = self.generator(flat, training=training)
-            out = tf.concat([shape[:2], tf.shape(amp)[2:]], axis=0)
-            amp, phase = tf.reshape(amp, out), tf.reshape(phase, out)
-        else:
-            amp, phase = self.generator(x, training=training)
-        patches = tf.complex(amp * tf.cos(phase), amp * tf.sin(phase))
-        if self.config.object_big and patches.shape[1] > 1 and offsets is not None:
+        amp, phase = self.predict_fields(amplitudes, training=training)
+        merge = self.config.object_big and amp.shape[1] > 1 and offsets is not None
+        if merge:
             offsets = tf.convert_to_tensor(offsets, tf.float32)
+        if self.config.phase_head == "gradient":
+            if merge:
+                return self.merge_gradient_patches(amp, phase, offsets, probe, canvas_size)
+            return _polar(amp, tfp.integrate_gradient(phase[:, :, 0], phase[:, :, 1]))
+        patches = _polar(amp, phase)
+        if merge:
             patches = self.apply_overlap_constraint(patches, offsets, probe, canvas_size)
         return patches
 
@@ -168,3 +200,7 @@ class TFPtychoPINN(keras.Model):
             amplitudes, offsets, probe, training=training, canvas_size=canvas_size
         )
         return patches, self.diffraction_amplitude(patches, probe)
+
+
+def _polar(amplitude, phase):
+    return tf.complex(amplitude * tf.cos(phase), amplitude * tf.sin(phase))

@@ -175,8 +175,8 @@ class Decoder(keras.layers.Layer):
         return pairs + _layer_weights(self.last_key, self.last)
 
 
-def _scaled_tanh(x):
-    return math.pi * tf.tanh(x)
+def _scaled_tanh(bound: float):
+    return lambda x: bound * tf.tanh(x)
 
 
 class Generator(keras.Model):
@@ -191,6 +191,7 @@ class Generator(keras.Model):
         full_size: bool = True,
         normalization: str = "none",
         global_mixing: bool = False,
+        phase_head: str = "phase",
     ) -> None:
         super().__init__()
         filters = encoder_filters(N, n_filters_scale)
@@ -213,11 +214,13 @@ class Generator(keras.Model):
             normalization,
             "generator.amplitude",
         )
-        # The phase head starts flat (zero last convolution), as in the PyTorch generator.
+        # The phase head starts flat (zero last convolution), as in the PyTorch generator;
+        # the gradient head predicts the C x-gradients, then the C y-gradients (up to pi/2).
+        gradient = phase_head == "gradient"
         self.phase = Decoder(
             filters,
-            channels,
-            _scaled_tanh,
+            2 * channels if gradient else channels,
+            _scaled_tanh(math.pi / 2 if gradient else math.pi),
             full_size,
             normalization,
             "generator.phase",

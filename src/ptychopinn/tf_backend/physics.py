@@ -6,7 +6,8 @@ Far field: ``fftshift(fft2(ifftshift(psi)) / N)`` over the last two axes (unitar
 with only the cosine kept at the Nyquist bin. The group canvas places the patches of a
 group at their offsets and averages them where they overlap, exactly as
 :func:`ptychopinn.physics.patches.patches_to_group_canvas` does. The parity tests compare
-every function here with its PyTorch twin.
+every function here with its PyTorch twin. :func:`integrate_gradient` is the twin of
+:func:`ptychopinn.physics.integrate.integrate_gradient` (same convention and solve).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from ptychopinn.physics import forward
+from ptychopinn.physics.integrate import _laplacian_eigenvalues
 from ptychopinn.physics.patches import _frame_margins
 from ptychopinn.tf_backend import import_tensorflow
 
@@ -136,3 +138,25 @@ def canvas_size_for(offsets: np.ndarray, N: int) -> int:
     offsets = np.asarray(offsets)
     extent = int(math.ceil(float(np.abs(offsets).max()))) if offsets.size else 0
     return N + 2 * extent
+
+
+def integrate_gradient(gx, gy):
+    """Zero-mean ``phi`` (..., H, W) whose forward differences best match ``gx``, ``gy``
+    (float32): least squares with Neumann borders, one cosine-transform solve computed as
+    the FFT of the mirrored divergence."""
+    gx = tf.convert_to_tensor(gx, tf.float32)[..., :, :-1]
+    gy = tf.convert_to_tensor(gy, tf.float32)[..., :-1, :]
+    rank = len(gx.shape)
+    pad_x = [[0, 0]] * (rank - 1)
+    pad_y = [[0, 0]] * (rank - 2)
+    div = tf.pad(gx, pad_x + [[0, 1]]) - tf.pad(gx, pad_x + [[1, 0]])
+    div += tf.pad(gy, pad_y + [[0, 1], [0, 0]]) - tf.pad(gy, pad_y + [[1, 0], [0, 0]])
+    h, w = div.shape[-2], div.shape[-1]
+    mirrored = tf.concat([div, tf.reverse(div, [-1])], axis=-1)
+    mirrored = tf.concat([mirrored, tf.reverse(mirrored, [-2])], axis=-2)
+    eig = _laplacian_eigenvalues(h, w, torch.float64, torch.device("cpu")).numpy()
+    inverse = 1.0 / eig
+    inverse[0, 0] = 0.0  # the mean is zero
+    spectrum = tf.signal.fft2d(tf.complex(mirrored, tf.zeros_like(mirrored)))
+    phi = tf.math.real(tf.signal.ifft2d(spectrum * tf.constant(inverse, tf.complex64)))
+    return phi[..., :h, :w]

@@ -117,9 +117,13 @@ def _stitch_weights(model: PtychoPINN, weighting: str) -> torch.Tensor | None:
 
 def _tensorflow_predictor(model) -> Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]:
     """Patches (B, C, N, N) from a TensorFlow model, as a CPU torch tensor (the network runs
-    on TensorFlow's own device; one compiled graph per batch shape)."""
-    from ptychopinn.tf_backend.infer import patch_predictor
+    on TensorFlow's own device; one compiled graph per batch shape). With the gradient head:
+    the packed ``[amplitude, gx + i gy]`` of :func:`_gradient_predictor`."""
+    from ptychopinn.tf_backend.infer import field_predictor, patch_predictor
 
+    if model.config.phase_head == "gradient":
+        fields = field_predictor(model)
+        return lambda x, offsets: torch.from_numpy(fields(x.cpu().numpy()))
     predict = patch_predictor(model)
 
     def run(x: torch.Tensor, offsets: torch.Tensor | None) -> torch.Tensor:
@@ -273,7 +277,7 @@ def reconstruct(
         channels_last_format = False  # a torch memory layout; TensorFlow runs NHWC anyway
     else:
         model = model.to(device).eval()
-    gradient_head = not tensorflow and model.config.phase_head == "gradient"
+    gradient_head = model.config.phase_head == "gradient"
     if not tensorflow:
         predict = _gradient_predictor(model) if gradient_head else model.predict_patches
     weights = _stitch_weights(model, weighting)
