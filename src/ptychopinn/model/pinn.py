@@ -20,7 +20,7 @@ from ptychopinn.config import ModelConfig
 from ptychopinn.data.types import evenly_spaced_index
 from ptychopinn.model.network import Generator
 from ptychopinn.physics.forward import circular_mask, far_field, illuminate
-from ptychopinn.physics.integrate import integrate_gradient
+from ptychopinn.physics.integrate import integrate_gradient, object_from_gradients
 from ptychopinn.physics.patches import group_canvas_to_patches, patches_to_group_canvas
 
 #: Object amplitude that the initial intensity scale assumes; mid-range of a sigmoid.
@@ -212,8 +212,7 @@ class PtychoPINN(nn.Module):
         amplitude, grad = self.average_on_group_canvas(
             [amp.float().to(torch.complex64), grad], offsets, probe
         )
-        phase = integrate_gradient(grad.real, grad.imag)
-        canvas = torch.polar(amplitude.real.clamp_min(0), phase)
+        canvas = object_from_gradients(amplitude, grad)
         return group_canvas_to_patches(canvas, offsets, amp.shape[-1])
 
     def diffraction_amplitude(self, patches: Tensor, probe: Tensor | None = None) -> Tensor:

@@ -20,7 +20,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["integrate_gradient", "phase_gradient"]
+__all__ = ["integrate_gradient", "object_from_gradients", "phase_gradient"]
 
 
 def _divergence(gx: Tensor, gy: Tensor) -> Tensor:
@@ -63,6 +63,14 @@ def integrate_gradient(gx: Tensor, gy: Tensor) -> Tensor:
     spectrum = spectrum / eig
     spectrum[..., 0, 0] = 0
     return torch.fft.ifft2(spectrum).real[..., :h, :w].to(gx.dtype)
+
+
+def object_from_gradients(amplitude: Tensor, gradients: Tensor) -> Tensor:
+    """Complex object (..., H, W) from an amplitude map (real part used, negatives clipped to
+    zero) and phase gradients packed as ``gx + i gy``, integrated by
+    :func:`integrate_gradient`."""
+    phase = integrate_gradient(gradients.real, gradients.imag)
+    return torch.polar(amplitude.real.clamp_min(0), phase)
 
 
 def _wrap(x: Tensor) -> Tensor:

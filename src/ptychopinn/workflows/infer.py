@@ -25,7 +25,7 @@ from ptychopinn.data.grouping import group_all_positions
 from ptychopinn.data.types import PtychoData
 from ptychopinn.errors import ConfigError, DataValidationError
 from ptychopinn.model.pinn import PtychoPINN, mean_pattern_energy
-from ptychopinn.physics.integrate import integrate_gradient
+from ptychopinn.physics.integrate import object_from_gradients
 from ptychopinn.physics.patches import PatchAccumulator
 from ptychopinn.progress import Progress
 from ptychopinn.tf_backend import model_backend
@@ -168,14 +168,12 @@ class _GradientStitcher(_PatchStitcher):
     def result(self) -> tuple[torch.Tensor, torch.Tensor]:
         amplitude, weight_sum = self.acc.result()
         gradient, _ = self.gradients.result()
-        phase = integrate_gradient(gradient.real, gradient.imag)
-        return torch.polar(amplitude.real.clamp_min(0), phase), weight_sum
+        return object_from_gradients(amplitude, gradient), weight_sum
 
     @staticmethod
     def patches(output: torch.Tensor) -> torch.Tensor:
         """Each patch on its own (its gradients integrated over the patch alone)."""
-        phase = integrate_gradient(output[:, 1].real, output[:, 1].imag)
-        return torch.polar(output[:, 0].real.clamp_min(0), phase)
+        return object_from_gradients(output[:, 0], output[:, 1])
 
 
 def _gradient_predictor(
