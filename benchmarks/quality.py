@@ -143,6 +143,7 @@ def train_model(
             seed=seed,
             learning_rate=args.learning_rate,
             scheduler=args.scheduler,
+            self_augmentation=args.self_augmentation,
             **spec,
         )
         ex = ExecutionConfig(
@@ -285,6 +286,12 @@ def main() -> None:
         help="one network pass per pattern, trained on the overlap groups",
     )
     p.add_argument("--phase_head", default=model_d.phase_head, choices=ModelConfig.PHASE_HEADS)
+    p.add_argument(
+        "--self_augmentation",
+        type=int,
+        default=train_d.self_augmentation,
+        help="mirrored copies of the first reconstruction trained on (0-3)",
+    )
     p.add_argument("--object_size", type=int, default=256, help="256 px, step 7: 784 patterns")
     p.add_argument("--step", type=float, default=7.0)
     p.add_argument("--nphotons", type=float, default=1e6)

@@ -367,6 +367,12 @@ class TrainingConfig:
     dose_augmentation_min: float = option(
         0.01, "lowest kept fraction of the counts (log-uniform between it and 1)"
     )
+    #: See :mod:`ptychopinn.workflows.self_augment`: a short first training reconstructs each
+    #: scan; the model is then trained afresh on the scans and mirrored copies of their
+    #: objects (same probe, positions and dose), in about the same number of steps.
+    self_augmentation: int = option(
+        0, "mirrored copies of each scan's first reconstruction to train on as well (0-3)"
+    )
     positions_provided: bool = option(
         True, "kept for configs of the original code; positions always come from the data"
     )
@@ -417,6 +423,11 @@ class TrainingConfig:
         check_range(self, "groups_per_position", gt=0, le=1000)
         check_range(self, "dose_augmentation", ge=0, le=1)
         check_range(self, "dose_augmentation_min", gt=0, le=1)
+        check_range(self, "self_augmentation", ge=0, le=3)
+        if self.self_augmentation and self.backend == "tensorflow":
+            raise field_error(
+                self, "self_augmentation", "0 with the tensorflow backend", self.self_augmentation
+            )
         group = self.model.gridsize**2
         if self.neighbor_count is None:
             self.neighbor_count = group + 3

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
+import torch
 
 from ptychopinn.atomic import atomic_write
 from ptychopinn.config import ExecutionConfig, TrainingConfig
@@ -25,7 +26,7 @@ from ptychopinn.model.pinn import initial_intensity_scale, mean_pattern_energy, 
 from ptychopinn.model.state_check import read_checkpoint, require_matching_state
 from ptychopinn.physics.thinning import look_like_counts
 from ptychopinn.workflows.datamodule import ScanDataModule, as_scans
-from ptychopinn.workflows.execution import build_trainer
+from ptychopinn.workflows.execution import build_trainer, resolve_accelerator
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +279,10 @@ def train(
 
     ``resume_from`` continues from a Lightning checkpoint (optimizer state and epoch
     included); ``nepochs`` is then the total, not the additional, number of epochs.
+
+    With ``self_augmentation`` the training has two stages (:mod:`.self_augment`): the first
+    (checkpoints in ``output_dir/first_stage``) reconstructs the scans, the second trains the
+    returned model on them and their mirrored copies; a checkpoint of either stage resumes.
     """
     execution = execution or ExecutionConfig()
     output_dir = Path(output_dir or training.output_dir)
@@ -285,10 +290,75 @@ def train(
     check_scan_sizes(training, train_data, test_data)
     if not resume_from:
         set_aside_old_checkpoints(output_dir)
-    L.seed_everything(training.seed, workers=True, verbose=False)
     scans = [
         subsample(s, training.n_subsample, training.subsample_seed) for s in as_scans(train_data)
     ]
+    if training.self_augmentation:
+        scans, training, resume_from = _first_stage(
+            scans, training, execution, resume_from, output_dir
+        )
+    return _fit(scans, training, execution, test_data, resume_from, output_dir)
+
+
+def _first_stage(
+    scans: list[PtychoData],
+    training: TrainingConfig,
+    execution: ExecutionConfig,
+    resume_from: str | Path | None,
+    output_dir: Path,
+) -> tuple[list[PtychoData], TrainingConfig, str | Path | None]:
+    """Run (or skip, when resuming the second stage) the first stage of a self-augmented
+    training: the scans with their mirrored copies, the second stage's config, and the
+    checkpoint the second stage resumes from (None: it starts afresh)."""
+    from ptychopinn.workflows import self_augment
+
+    copies = training.self_augmentation
+    first_epochs, second_epochs = self_augment.stage_epochs(training.nepochs, copies)
+    first_dir = output_dir / self_augment.FIRST_STAGE_DIR
+    objects_file = first_dir / self_augment.OBJECTS_FILE
+    in_first_dir = bool(resume_from) and first_dir.resolve() in Path(resume_from).resolve().parents
+    if resume_from and not in_first_dir:
+        if not objects_file.is_file():
+            raise ConfigError(
+                f"resume_from: {resume_from} is not a checkpoint of the first stage "
+                f"({first_dir}) and {objects_file}, which the second stage is made from, is "
+                "missing; resume from a checkpoint of this run's output_dir"
+            )
+        log.info("resuming the second stage; first objects read from %s", objects_file)
+        objects = self_augment.load_objects(objects_file, len(scans))
+    else:
+        if not resume_from:
+            set_aside_old_checkpoints(first_dir)
+        log.info(
+            "self-augmentation: %d epoch(s) on the measured scan(s), then %d on them and %d "
+            "mirrored copies of each",
+            first_epochs,
+            second_epochs,
+            copies,
+        )
+        first_config = dataclasses.replace(training, nepochs=first_epochs, self_augmentation=0)
+        first = _fit(scans, first_config, execution, None, resume_from or None, first_dir)
+        device = torch.device(resolve_accelerator(execution.accelerator))
+        objects = self_augment.first_objects(
+            first.module.model, scans, device=device, progress=execution.enable_progress_bar
+        )
+        self_augment.save_objects(objects_file, objects)
+        resume_from = None
+    mirrored = self_augment.mirrored_copies(scans, objects, copies, seed=training.seed)
+    second = dataclasses.replace(training, nepochs=second_epochs)
+    return scans + mirrored, second, resume_from
+
+
+def _fit(
+    scans: list[PtychoData],
+    training: TrainingConfig,
+    execution: ExecutionConfig,
+    test_data: PtychoData | None,
+    resume_from: str | Path | None,
+    output_dir: Path,
+) -> TrainResult:
+    """One Lightning fit from fresh weights (or ``resume_from``) on ``scans``."""
+    L.seed_everything(training.seed, workers=True, verbose=False)
     energies = scan_energies(scans)
     check_several_scans(training, scans, energies)
     training = check_dose_augmentation(training, scans)
