@@ -37,6 +37,7 @@ from ptychopinn.data.simulate import simulate_dataset
 from ptychopinn.data.types import PtychoData
 from ptychopinn.metrics import align, evaluate, scanned_region_mask
 from ptychopinn.workflows.infer import reconstruct
+from ptychopinn.workflows.self_augment import stage_epochs
 from ptychopinn.workflows.train import train
 
 
@@ -204,7 +205,7 @@ def score_rows(case: str, scans, result, seconds: float, epochs: int) -> list[di
                 "nphotons": float(scan.metadata.get("nphotons", float("nan"))),
                 "positions": scan.n_positions,
                 "train_s": round(seconds, 1),
-                "train_groups_per_s": round(len(result.groups.indices) * epochs / seconds, 1),
+                "train_groups_per_s": round(groups_trained(result, epochs) / seconds, 1),
                 "infer_patterns_per_s": round(scan.n_positions / infer_s, 1),
                 **{
                     k: round(m[k], 3)
@@ -216,6 +217,17 @@ def score_rows(case: str, scans, result, seconds: float, epochs: int) -> list[di
             }
         )
     return rows
+
+
+def groups_trained(result, epochs: int) -> int:
+    """Groups passed through the network in training (both stages with self-augmentation,
+    whose final groups include the copies')."""
+    groups = len(result.groups.indices)
+    copies = result.module.training_config.self_augmentation
+    if not copies:
+        return groups * epochs
+    first, second = stage_epochs(epochs, copies)
+    return groups // (1 + copies) * first + groups * second
 
 
 def print_rows(rows: list[dict], header: bool = True) -> None:

@@ -93,3 +93,5 @@ def test_self_augmentation_is_checked():
         TrainingConfig(self_augmentation=4)
     with pytest.raises(ConfigError, match="self_augmentation: expected 0 with the tensorflow"):
         TrainingConfig(self_augmentation=1, backend="tensorflow")
+    with pytest.raises(ConfigError, match="self_augmentation: expected 0 with probe_trainable"):
+        TrainingConfig(self_augmentation=1, probe_trainable=True)

@@ -428,6 +428,14 @@ class TrainingConfig:
             raise field_error(
                 self, "self_augmentation", "0 with the tensorflow backend", self.self_augmentation
             )
+        if self.self_augmentation and self.probe_trainable:
+            raise field_error(
+                self,
+                "self_augmentation",
+                "0 with probe_trainable (the copies are scans of their own; one probe cannot "
+                "be learned for all)",
+                self.self_augmentation,
+            )
         group = self.model.gridsize**2
         if self.neighbor_count is None:
             self.neighbor_count = group + 3
