@@ -78,6 +78,15 @@ def test_self_augmented_training_runs_both_stages_and_resumes_the_second(tiny_sc
     )
     assert resumed.trainer.current_epoch == 3
     assert objects.stat().st_mtime_ns == stamp
+    # A first-stage checkpoint taken after its last epoch (an interruption while the copies
+    # were made) resumes too: the objects and the second stage are made again.
+    again = train(
+        tiny_scan,
+        TrainingConfig(nepochs=6, **cfg),
+        ex,
+        resume_from=tmp_path / "first_stage" / "checkpoints" / "last.ckpt",
+    )
+    assert again.trainer.current_epoch == 1 and objects.stat().st_mtime_ns != stamp
     objects.unlink()
     with pytest.raises(ConfigError, match="first_objects.npz.*missing"):
         train(
