@@ -25,6 +25,7 @@ from ptychopinn.atomic import atomic_write
 from ptychopinn.data.simulate.diffraction import extract_patches_exact, simulate_diffraction
 from ptychopinn.data.types import PtychoData, evenly_spaced_index
 from ptychopinn.errors import DataValidationError
+from ptychopinn.model.pinn import mean_pattern_energy
 from ptychopinn.physics.thinning import look_like_counts
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def mirrored_copy(scan: PtychoData, obj: np.ndarray, kind: str, seed: int) -> Pt
     xs, ys, axes = _mirror(kind, x, y)
     patches = np.flip(extract_patches_exact(obj, xs, ys, scan.N), axis=axes)
     sample = np.asarray(scan.diffraction[evenly_spaced_index(scan.n_positions, 256)])
-    mean_counts = float(np.square(sample, dtype=np.float64).sum((1, 2)).mean())
+    mean_counts = mean_pattern_energy(sample, max_patterns=None)
     if not mean_counts > 0:
         raise DataValidationError(f"{scan.source}: the diffraction patterns are all zero")
     intensity, probe = simulate_diffraction(

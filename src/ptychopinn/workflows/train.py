@@ -14,7 +14,6 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
-import torch
 
 from ptychopinn.atomic import atomic_write
 from ptychopinn.config import ExecutionConfig, TrainingConfig
@@ -26,7 +25,7 @@ from ptychopinn.model.pinn import initial_intensity_scale, mean_pattern_energy, 
 from ptychopinn.model.state_check import read_checkpoint, require_matching_state
 from ptychopinn.physics.thinning import look_like_counts
 from ptychopinn.workflows.datamodule import ScanDataModule, as_scans
-from ptychopinn.workflows.execution import build_trainer, resolve_accelerator
+from ptychopinn.workflows.execution import build_trainer, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -338,7 +337,7 @@ def _first_stage(
         )
         first_config = dataclasses.replace(training, nepochs=first_epochs, self_augmentation=0)
         first = _fit(scans, first_config, execution, None, resume_from or None, first_dir)
-        device = torch.device(resolve_accelerator(execution.accelerator))
+        device = resolve_device(execution.accelerator)
         objects = self_augment.first_objects(
             first.module.model, scans, device=device, progress=execution.enable_progress_bar
         )
