@@ -104,3 +104,22 @@ def test_self_augmentation_is_checked():
         TrainingConfig(self_augmentation=1, backend="tensorflow")
     with pytest.raises(ConfigError, match="self_augmentation: expected 0 with probe_trainable"):
         TrainingConfig(self_augmentation=1, probe_trainable=True)
+
+
+def test_copies_simulated_in_chunks_equal_one_pass(monkeypatch):
+    ref = simulate_dataset(N=32, object_size=81, step=6, seed=3)
+    scan = _symmetric_scan(ref.object, ref.probe)  # 25 noise-free patterns
+    whole = self_augment.mirrored_copy(scan, ref.object, "up-down", seed=5)
+    monkeypatch.setattr(self_augment, "SIMULATION_CHUNK", 7)
+    chunked = self_augment.mirrored_copy(scan, ref.object, "up-down", seed=5)
+    np.testing.assert_allclose(chunked.probe, whole.probe, rtol=1e-6)
+    np.testing.assert_allclose(chunked.diffraction, whole.diffraction, rtol=1e-5, atol=1e-5)
+
+
+def test_copies_that_do_not_fit_in_memory_are_refused_before_training(tiny_scan, tmp_path):
+    need = self_augment.copies_bytes([tiny_scan], 3)
+    assert need == 3 * tiny_scan.n_positions * tiny_scan.N**2 * 4
+    self_augment.check_copies_fit([tiny_scan], 3, available=None)  # unknown: not checked
+    self_augment.check_copies_fit([tiny_scan], 3, available=4 * need)
+    with pytest.raises(ConfigError, match=r"self_augmentation: 3 mirrored copies .* GiB"):
+        self_augment.check_copies_fit([tiny_scan], 3, available=need)

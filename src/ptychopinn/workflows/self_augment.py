@@ -22,9 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from ptychopinn.atomic import atomic_write
-from ptychopinn.data.simulate.diffraction import extract_patches_exact, simulate_diffraction
+from ptychopinn.data.simulate.diffraction import (
+    expected_totals,
+    extract_patches_exact,
+    simulate_diffraction,
+)
 from ptychopinn.data.types import PtychoData, evenly_spaced_index
-from ptychopinn.errors import DataValidationError
+from ptychopinn.errors import ConfigError, DataValidationError
 from ptychopinn.model.pinn import mean_pattern_energy
 from ptychopinn.physics.thinning import look_like_counts
 
@@ -44,6 +48,9 @@ FIRST_STAGE_DIR = "first_stage"
 
 #: File (in the first stage's directory) holding the objects the copies are made from.
 OBJECTS_FILE = "first_objects.npz"
+
+#: Patterns simulated at once when making a copy.
+SIMULATION_CHUNK = 1024
 
 
 def stage_epochs(nepochs: int, copies: int) -> tuple[int, int]:
@@ -72,36 +79,70 @@ def _mirror(kind: str, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.nda
     raise ValueError(f"unknown mirror {kind!r}; expected one of {MIRRORS}")
 
 
+def _mirrored_patches(obj: np.ndarray, xs: np.ndarray, ys: np.ndarray, n: int, axes: tuple):
+    return np.ascontiguousarray(np.flip(extract_patches_exact(obj, xs, ys, n), axis=axes))
+
+
 def mirrored_copy(scan: PtychoData, obj: np.ndarray, kind: str, seed: int) -> PtychoData:
     """A scan of ``obj`` mirrored about the centre of ``scan``'s positions, with ``scan``'s
     probe and positions and its mean counts per pattern (Poisson noise when the measured
-    patterns are counts)."""
+    patterns are counts). Simulated :data:`SIMULATION_CHUNK` patterns at a time, so memory
+    beyond the copy itself stays bounded on large scans."""
     x = np.asarray(scan.xcoords, dtype=np.float64)
     y = np.asarray(scan.ycoords, dtype=np.float64)
     xs, ys, axes = _mirror(kind, x, y)
-    patches = np.flip(extract_patches_exact(obj, xs, ys, scan.N), axis=axes)
     sample = np.asarray(scan.diffraction[evenly_spaced_index(scan.n_positions, 256)])
     mean_counts = mean_pattern_energy(sample, max_patterns=None)
     if not mean_counts > 0:
         raise DataValidationError(f"{scan.source}: the diffraction patterns are all zero")
-    intensity, probe = simulate_diffraction(
-        obj,
-        scan.probe,
-        x,
-        y,
-        nphotons=mean_counts,
-        poisson=look_like_counts(sample),
-        seed=seed,
-        patches=np.ascontiguousarray(patches),
+    n, m = scan.N, scan.n_positions
+    chunks = [slice(i, min(i + SIMULATION_CHUNK, m)) for i in range(0, m, SIMULATION_CHUNK)]
+    probe = np.asarray(scan.probe, dtype=np.complex64)
+    totals = np.concatenate(
+        [expected_totals(probe, _mirrored_patches(obj, xs[c], ys[c], n, axes)) for c in chunks]
     )
+    if not totals.mean() > 0:
+        raise DataValidationError(f"{scan.source}: the first object is zero where the probe is")
+    scaled = (probe * np.sqrt(mean_counts / totals.mean())).astype(np.complex64)
+    rng = np.random.default_rng(seed)
+    amplitudes = np.empty((m, n, n), dtype=np.float32)
+    for c in chunks:
+        counts, _ = simulate_diffraction(
+            obj,
+            scaled,
+            x[c],
+            y[c],
+            nphotons=None,
+            poisson=look_like_counts(sample),
+            seed=rng,
+            patches=_mirrored_patches(obj, xs[c], ys[c], n, axes),
+        )
+        amplitudes[c] = np.sqrt(counts)
     return PtychoData(
-        diffraction=np.sqrt(intensity).astype(np.float32),
+        diffraction=amplitudes,
         xcoords=x,
         ycoords=y,
-        probe=probe,
+        probe=scaled,
         source=f"{scan.source} ({kind} copy)",
         metadata={"self_augmentation": kind},
     )
+
+
+def copies_bytes(scans: Sequence[PtychoData], copies: int) -> int:
+    """Memory the mirrored copies of ``scans`` take (float32 amplitudes)."""
+    return copies * sum(s.n_positions * s.N * s.N * 4 for s in scans)
+
+
+def check_copies_fit(scans: Sequence[PtychoData], copies: int, available: int | None) -> None:
+    """Refuse, before any training, copies that would take more than half of the memory
+    ``available`` (bytes; None: unknown, not checked)."""
+    need = copies_bytes(scans, copies)
+    if available is not None and need > 0.5 * available:
+        raise ConfigError(
+            f"self_augmentation: {copies} mirrored copies of the training scan(s) need "
+            f"{need / 2**30:.1f} GiB in memory, more than half of the {available / 2**30:.1f} "
+            "GiB available; use fewer copies, n_subsample, or self_augmentation=0"
+        )
 
 
 def mirrored_copies(

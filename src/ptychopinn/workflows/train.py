@@ -25,7 +25,7 @@ from ptychopinn.model.pinn import initial_intensity_scale, mean_pattern_energy, 
 from ptychopinn.model.state_check import read_checkpoint, require_matching_state
 from ptychopinn.physics.thinning import look_like_counts
 from ptychopinn.workflows.datamodule import ScanDataModule, as_scans
-from ptychopinn.workflows.execution import build_trainer, resolve_device
+from ptychopinn.workflows.execution import available_memory_bytes, build_trainer, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -312,6 +312,7 @@ def _first_stage(
     from ptychopinn.workflows import self_augment
 
     copies = training.self_augmentation
+    self_augment.check_copies_fit(scans, copies, available_memory_bytes())
     first_epochs, second_epochs = self_augment.stage_epochs(training.nepochs, copies)
     first_dir = output_dir / self_augment.FIRST_STAGE_DIR
     objects_file = first_dir / self_augment.OBJECTS_FILE

@@ -154,6 +154,12 @@ def far_field_intensity(exit_waves: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
+def expected_totals(probe: np.ndarray, patches: np.ndarray) -> np.ndarray:
+    """Expected total count of each pattern, ``sum |P * O|^2`` (Parseval: no FFT needed)."""
+    power = np.abs(probe.astype(np.complex128)) ** 2
+    return np.einsum("mij,ij->m", np.abs(patches.astype(np.complex128)) ** 2, power)
+
+
 def _probe_photon_scale(
     probe: np.ndarray, patches: np.ndarray, nphotons: float | None
 ) -> tuple[np.ndarray, float]:
@@ -166,9 +172,7 @@ def _probe_photon_scale(
         return probe.astype(np.complex128), 1.0
     if not (np.isfinite(nphotons) and nphotons > 0):
         raise ConfigError(f"nphotons: expected a positive number or None, found {nphotons}")
-    power = np.abs(probe.astype(np.complex128)) ** 2
-    totals = np.einsum("mij,ij->m", np.abs(patches.astype(np.complex128)) ** 2, power)
-    mean = float(totals.mean())
+    mean = float(expected_totals(probe, patches).mean())
     if mean <= 0:
         raise DataValidationError("probe/object: expected a non-zero exit wave, found all zeros")
     factor = math.sqrt(nphotons / mean)
