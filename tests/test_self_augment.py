@@ -11,6 +11,7 @@ from ptychopinn.data.simulate.diffraction import simulate_diffraction
 from ptychopinn.data.types import PtychoData
 from ptychopinn.errors import ConfigError
 from ptychopinn.workflows import self_augment
+from ptychopinn.workflows import train as train_module
 from ptychopinn.workflows.train import train
 
 
@@ -116,10 +117,18 @@ def test_copies_simulated_in_chunks_equal_one_pass(monkeypatch):
     np.testing.assert_allclose(chunked.diffraction, whole.diffraction, rtol=1e-5, atol=1e-5)
 
 
-def test_copies_that_do_not_fit_in_memory_are_refused_before_training(tiny_scan, tmp_path):
+def test_copies_that_do_not_fit_in_memory_are_refused_before_training(
+    tiny_scan, tmp_path, monkeypatch
+):
     need = self_augment.copies_bytes([tiny_scan], 3)
     assert need == 3 * tiny_scan.n_positions * tiny_scan.N**2 * 4
     self_augment.check_copies_fit([tiny_scan], 3, available=None)  # unknown: not checked
     self_augment.check_copies_fit([tiny_scan], 3, available=4 * need)
     with pytest.raises(ConfigError, match=r"self_augmentation: 3 mirrored copies .* GiB"):
         self_augment.check_copies_fit([tiny_scan], 3, available=need)
+    # train() checks before its first stage: nothing trained, nothing written there
+    monkeypatch.setattr(train_module, "available_memory_bytes", lambda: need)
+    cfg = TrainingConfig(model=ModelConfig(N=32), output_dir=str(tmp_path), self_augmentation=3)
+    with pytest.raises(ConfigError, match="self_augmentation"):
+        train(tiny_scan, cfg, ExecutionConfig(accelerator="cpu", logger="csv"))
+    assert not (tmp_path / self_augment.FIRST_STAGE_DIR).exists()
