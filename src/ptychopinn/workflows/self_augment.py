@@ -104,6 +104,7 @@ def mirrored_copy(scan: PtychoData, obj: np.ndarray, kind: str, seed: int) -> Pt
     if not totals.mean() > 0:
         raise DataValidationError(f"{scan.source}: the first object is zero where the probe is")
     scaled = (probe * np.sqrt(mean_counts / totals.mean())).astype(np.complex64)
+    poisson = look_like_counts(sample)
     rng = np.random.default_rng(seed)
     amplitudes = np.empty((m, n, n), dtype=np.float32)
     for c in chunks:
@@ -113,7 +114,7 @@ def mirrored_copy(scan: PtychoData, obj: np.ndarray, kind: str, seed: int) -> Pt
             x[c],
             y[c],
             nphotons=None,
-            poisson=look_like_counts(sample),
+            poisson=poisson,
             seed=rng,
             patches=_mirrored_patches(obj, xs[c], ys[c], n, axes),
         )
