@@ -9,11 +9,13 @@ correcting each of them in one of these ways, and prints amplitude / phase SSIM:
 - ``oracle piston + tilt``: the patch's constant and linear phase both set to the truth's.
 - ``overlap pistons``: the constants chosen from the data alone, so that overlapping patches
   agree (weighted least squares over all overlapping pairs, a little pull to the network's
-  own constants). No gain means the patches already agree with each other: their error is a
-  smooth field they share, not independent offsets.
+  own constants). A loss means the patches' other errors bias the pairwise constants, and
+  chaining them across the scan adds up to a smooth error worse than the network's guess.
 - ``centre-of-mass tilts``: each patch's linear phase chosen so that its simulated pattern
   has the measured pattern's centre of mass. Under a curved (defocused) probe the centre of
   mass mixes the object's amplitude asymmetry with its phase tilt, so this is not the tilt.
+- ``fitted tilts``: each patch's linear phase fitted to its whole measured pattern (Poisson
+  deviance), then with overlap pistons on top.
 
     python benchmarks/phase_error_anatomy.py --model_path outputs/quickstart/model \
         --data outputs/quickstart/test.npz
@@ -38,7 +40,8 @@ from ptychopinn.workflows.infer import reconstruct
 
 
 class Scan:
-    """A scan, its network patches and the stitching (probe-intensity weights)."""
+    """A scan, its network patches, measured intensities and the stitching (probe-intensity
+    weights)."""
 
     def __init__(self, model, data) -> None:
         if data.object is None:
@@ -51,6 +54,7 @@ class Scan:
         self.truth = extract_patches(
             torch.from_numpy(data.object.astype(np.complex64)), self.centres, self.N
         )
+        self.measured = torch.from_numpy(np.asarray(data.diffraction, dtype=np.float32)) ** 2
 
     def placed(self, patches: torch.Tensor) -> torch.Tensor:
         """Each weighted patch on a canvas of its own, flattened: (M, H * W)."""
@@ -128,7 +132,7 @@ def centre_of_mass_tilts(s: Scan, patches: torch.Tensor, iterations: int = 4) ->
         y = (intensity.sum(-1) * k).sum(-1)
         return torch.stack([x, y], -1) / intensity.sum((-1, -2))[:, None]
 
-    measured = com(torch.from_numpy(np.asarray(s.data.diffraction, dtype=np.float32)) ** 2)
+    measured = com(s.measured)
     a = torch.zeros(len(patches), 2)
     for _ in range(iterations):
         a = a + measured - com(diffraction_intensity(patches * s.ramps(a), s.probe))
@@ -137,7 +141,7 @@ def centre_of_mass_tilts(s: Scan, patches: torch.Tensor, iterations: int = 4) ->
 
 def fitted_tilts(s: Scan, patches: torch.Tensor, steps: int = 100) -> torch.Tensor:
     """Each patch's linear phase fitted to its whole measured pattern (Poisson deviance)."""
-    measured = torch.from_numpy(np.asarray(s.data.diffraction, dtype=np.float32)) ** 2
+    measured = s.measured
     a = torch.zeros(len(patches), 2, requires_grad=True)
     scale = measured.sum((-1, -2)) / diffraction_intensity(patches, s.probe).sum((-1, -2))
     opt = torch.optim.Adam([a], lr=0.05)
