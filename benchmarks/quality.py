@@ -171,23 +171,35 @@ def run_case(name: str, args: argparse.Namespace) -> list[dict]:
     return score_rows(name, scans, result, seconds, args.epochs)
 
 
-def run_panel_case(index: int, name: str, args: argparse.Namespace) -> list[dict]:
-    """Train on one panel scan; score it, the unseen object, and that object at another dose."""
+def panel_scans(
+    index: int, name: str, *, object_size: int = 256, step: float = 7.0, nphotons: float = 1e6
+) -> tuple[tuple[str, PtychoData], ...]:
+    """The three labelled scans of panel case ``index``: its training scan, an unseen object
+    (same probe, scan and dose) and that object at another dose (1e4 photons, or 1e6 for a
+    case at 1e4)."""
     case = PANEL[name]
-    sim = dict(N=64, object_size=args.object_size, step=args.step, nphotons=args.nphotons)
+    sim = dict(N=64, object_size=object_size, step=step, nphotons=nphotons)
     sim.update(case.train)
-    # Each case its own probe jitter, scan jitter and training seed.
+    # Each case its own probe jitter and scan jitter.
     train_scan = simulate_dataset(seed=1 + index, **sim)
     unseen = dict(sim, **case.unseen)
     unseen_scan = simulate_dataset(seed=1 + index, **unseen)
     other_dose = 1e6 if sim["nphotons"] <= 1e4 else 1e4
     dose_scan = simulate_dataset(seed=1 + index, **dict(unseen, nphotons=other_dose))
-    result, seconds = train_model(train_scan, args, seed=args.seed + index, model_type="pinn")
-    scans = (
+    return (
         ("train scan", train_scan),
         ("unseen object", unseen_scan),
         (f"unseen at {other_dose:.0e}", dose_scan),
     )
+
+
+def run_panel_case(index: int, name: str, args: argparse.Namespace) -> list[dict]:
+    """Train on one panel scan; score it, the unseen object, and that object at another dose."""
+    scans = panel_scans(
+        index, name, object_size=args.object_size, step=args.step, nphotons=args.nphotons
+    )
+    # Each case its own training seed.
+    result, seconds = train_model(scans[0][1], args, seed=args.seed + index, model_type="pinn")
     return score_rows(name, scans, result, seconds, args.epochs)
 
 

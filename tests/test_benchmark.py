@@ -292,3 +292,18 @@ def test_quality_diagnostic_removes_only_smooth_phase_error(tiny_scan):
     assert plain < 0.7 and corrected > 0.9  # smooth error: removed by the diagnostic
     plain, corrected = scores(fine)
     assert corrected < 0.8 and abs(corrected - plain) < 0.1  # fine error: stays
+
+
+def test_panel_scans_share_probe_and_scan_and_differ_in_object_and_dose():
+    quality = _load_benchmark_script("quality")
+    name = list(quality.PANEL)[0]
+    (_, train), (_, unseen), (label, dose) = quality.panel_scans(
+        0, name, object_size=96, step=10.0
+    )
+    assert label == "unseen at 1e+04"
+    for scan in (unseen, dose):
+        np.testing.assert_allclose(scan.coords, train.coords)
+        np.testing.assert_allclose(np.abs(scan.probe), np.abs(train.probe), rtol=1e-5)
+    assert not np.allclose(unseen.object, train.object)
+    np.testing.assert_allclose(dose.object, unseen.object)
+    assert dose.metadata["nphotons"] == 1e4 and unseen.metadata["nphotons"] == 1e6

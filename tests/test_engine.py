@@ -273,6 +273,23 @@ def test_auto_precision_is_bfloat16_only_on_a_cpu_with_bfloat16_units(monkeypatc
     assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
 
 
+def test_bfloat16_hardware_is_amx_or_avx512_bf16(monkeypatch):
+    def answers(amx, avx512_bf16):
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", amx, raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", avx512_bf16, raising=False)
+        return execution_module.native_bf16_cpu()
+
+    def broken():
+        raise RuntimeError("not in this build")
+
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
+    assert answers(lambda: True, lambda: False)  # Sapphire Rapids and later
+    assert answers(lambda: False, lambda: True)  # Cooper Lake, Zen 4
+    assert answers(broken, lambda: True)
+    assert not answers(lambda: False, lambda: False)
+    assert not answers(broken, broken)
+
+
 def test_bfloat16_training_matches_float32(small_scan, tmp_path):
     """bf16-mixed (what ``auto`` picks on CPUs with bfloat16 units) trains as well as
     float32: parameters and patches stay float32/complex64, the losses end within 15 % and
