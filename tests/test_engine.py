@@ -135,15 +135,12 @@ def _trivial_ssim(data) -> float:
 
 def test_training_reduces_loss_and_beats_trivial_reconstruction(small_scan, tmp_path):
     d = small_scan
-    # Batch normalisation (best at N=64 with thousands of steps) converges more slowly in
-    # this 500-step N=32 run (loss 52 vs 28 after 8 epochs); it stays off here.
+    # The recipe (the defaults) at N=32. A single-position network without normalisation
+    # (gridsize 1, batch 4) was used here before: across seeds and float32 / bfloat16 it
+    # sometimes collapsed to a flat amplitude (SSIM 0.32) or phase (0.06), while the recipe
+    # gave 0.77-0.82 / 0.66-0.71 after 4 epochs at seeds 42 and 1 in both precisions.
     cfg = TrainingConfig(
-        model=ModelConfig(N=32, gridsize=1, n_filters_scale=1, normalization="none"),
-        nepochs=8,
-        batch_size=4,
-        n_groups=None,
-        output_dir=str(tmp_path),
-        learning_rate=1e-3,
+        model=ModelConfig(N=32), nepochs=4, n_groups=None, output_dir=str(tmp_path)
     )
     result = train(d, cfg, quiet_execution())
     history = np.genfromtxt(tmp_path / "logs" / "metrics.csv", delimiter=",", names=True)
