@@ -31,7 +31,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     names = list(PANEL)
     chosen = args.panel_cases if args.panel_cases is not None else range(len(names))
-    print(f"{'case':<38} {'scan':<14} {'epochs':>6} {'s':>6}  amplitude / phase SSIM")
+    print(f"{'case':<38} {'scan':<15} {'epochs':>6} {'s':>6}  amplitude / phase SSIM")
     for index in chosen:
         for label, scan in panel_scans(index, names[index])[1:]:
             for epochs in args.epochs:
@@ -42,7 +42,7 @@ def main() -> None:
                     r.object, scan.object, xcoords=scan.xcoords, ycoords=scan.ycoords, N=scan.N
                 )
                 print(
-                    f"{names[index]:<38} {label:<14} {epochs:>6} {r.seconds:>6.1f}  "
+                    f"{names[index]:<38} {label:<15} {epochs:>6} {r.seconds:>6.1f}  "
                     f"{m['amp_ssim']:.3f} / {m['phase_ssim']:.3f}",
                     flush=True,
                 )
