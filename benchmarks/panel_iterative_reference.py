@@ -16,10 +16,10 @@ import argparse
 
 import numpy as np
 import torch
+from quality import PANEL, panel_scans
 
 from ptychopinn.metrics import evaluate
 from ptychopinn.refine import ObjectRefineSettings, refine_object
-from quality import PANEL, panel_scans
 
 
 def main() -> None:

@@ -297,9 +297,7 @@ def test_quality_diagnostic_removes_only_smooth_phase_error(tiny_scan):
 def test_panel_scans_share_probe_and_scan_and_differ_in_object_and_dose():
     quality = _load_benchmark_script("quality")
     name = list(quality.PANEL)[0]
-    (_, train), (_, unseen), (label, dose) = quality.panel_scans(
-        0, name, object_size=96, step=10.0
-    )
+    (_, train), (_, unseen), (label, dose) = quality.panel_scans(0, name, object_size=96, step=10.0)
     assert label == "unseen at 1e+04"
     for scan in (unseen, dose):
         np.testing.assert_allclose(scan.coords, train.coords)

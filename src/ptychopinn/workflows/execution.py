@@ -77,8 +77,8 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     """Lightning's precision for ``ExecutionConfig.precision`` on a resolved accelerator.
 
     ``auto`` trains the network in bfloat16 (``bf16-mixed``: weights, optimiser and the
-    physics stay float32) on a CPU that multiplies bfloat16 in hardware, where it reconstructs as well
-    as float32 in about half the time, and in float32 everywhere else.
+    physics stay float32) on a CPU that multiplies bfloat16 in hardware, where it
+    reconstructs as well as float32 in about half the time, and in float32 everywhere else.
     """
     if precision != "auto":
         return precision
