@@ -126,6 +126,8 @@ def test_copies_that_do_not_fit_in_memory_are_refused_before_training(
     self_augment.check_copies_fit([tiny_scan], 3, available=4 * need)
     with pytest.raises(ConfigError, match=r"self_augmentation: 3 mirrored copies .* GiB"):
         self_augment.check_copies_fit([tiny_scan], 3, available=need)
+    with pytest.raises(ConfigError, match=r"2 training processes"):  # DDP: copies per process
+        self_augment.check_copies_fit([tiny_scan], 3, available=3 * need, processes=2)
     # train() checks before its first stage: nothing trained, nothing written there
     monkeypatch.setattr(train_module, "available_memory_bytes", lambda: need)
     cfg = TrainingConfig(model=ModelConfig(N=32), output_dir=str(tmp_path), self_augmentation=3)

@@ -134,15 +134,20 @@ def copies_bytes(scans: Sequence[PtychoData], copies: int) -> int:
     return copies * sum(s.n_positions * s.N * s.N * 4 for s in scans)
 
 
-def check_copies_fit(scans: Sequence[PtychoData], copies: int, available: int | None) -> None:
+def check_copies_fit(
+    scans: Sequence[PtychoData], copies: int, available: int | None, processes: int = 1
+) -> None:
     """Refuse, before any training, copies that would take more than half of the memory
-    ``available`` (bytes; None: unknown, not checked)."""
-    need = copies_bytes(scans, copies)
+    ``available`` (bytes; None: unknown, not checked). With DDP each of the node's
+    ``processes`` builds its own copies."""
+    need = processes * copies_bytes(scans, copies)
     if available is not None and need > 0.5 * available:
+        each = f" ({processes} training processes, each its own copies)" if processes > 1 else ""
         raise ConfigError(
             f"self_augmentation: {copies} mirrored copies of the training scan(s) need "
-            f"{need / 2**30:.1f} GiB in memory, more than half of the {available / 2**30:.1f} "
-            "GiB available; use fewer copies, n_subsample, or self_augmentation=0"
+            f"{need / 2**30:.1f} GiB in memory{each}, more than half of the "
+            f"{available / 2**30:.1f} GiB available; use fewer copies, n_subsample, or "
+            "self_augmentation=0"
         )
 
 

@@ -312,7 +312,10 @@ def _first_stage(
     from ptychopinn.workflows import self_augment
 
     copies = training.self_augmentation
-    self_augment.check_copies_fit(scans, copies, available_memory_bytes())
+    # Each DDP process on this node builds its own copies.
+    self_augment.check_copies_fit(
+        scans, copies, available_memory_bytes(), processes=execution.devices
+    )
     first_epochs, second_epochs = self_augment.stage_epochs(training.nepochs, copies)
     first_dir = output_dir / self_augment.FIRST_STAGE_DIR
     objects_file = first_dir / self_augment.OBJECTS_FILE
