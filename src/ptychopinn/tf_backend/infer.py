@@ -52,8 +52,6 @@ def field_predictor(model: TFPtychoPINN) -> Callable[[np.ndarray], np.ndarray]:
         return tf.stack([tf.complex(amp[:, :1], tf.zeros_like(amp[:, :1])), gradients], axis=2)
 
     def predict(amplitudes: np.ndarray) -> np.ndarray:
-        if model.config.per_pattern_network:
-            amplitudes = amplitudes[:, :1]
         return np.asarray(run(amplitudes.astype(np.float32, copy=False)).numpy(), np.complex64)
 
     return predict

@@ -176,14 +176,20 @@ class _GradientStitcher(_PatchStitcher):
         return object_from_gradients(output[:, 0], output[:, 1])
 
 
+def inference_gridsize(model) -> int:
+    """The group side used at inference. A per-pattern network reads each pattern alone, so
+    it makes one pass per pattern (groups of one); merging each position's group of C
+    predictions first would cost C passes per pattern for the same stitched information
+    (README, "Why one pass per pattern"). A grouped network reads its C patterns together."""
+    return 1 if model.config.per_pattern_network else model.config.gridsize
+
+
 def _gradient_predictor(
     model: PtychoPINN,
 ) -> Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]:
     """The anchor pattern's amplitude and phase gradients, packed (B, 1, 2, N, N)."""
 
     def run(x: torch.Tensor, offsets: torch.Tensor | None) -> torch.Tensor:
-        if model.config.per_pattern_network:
-            x = x[:, :1]
         amp, grad = model.predict_fields(x)
         amp, grad = amp[:, :1].float(), grad[:, :1].float()
         gradients = torch.complex(grad[:, :, 0], grad[:, :, 1])
@@ -239,13 +245,15 @@ def reconstruct(
 ) -> Reconstruction:
     """Predict one patch per scan position and stitch all of them on the object canvas.
 
-    Every position is the anchor of its own group (its nearest neighbours complete the group
-    when ``gridsize > 1``), so the whole scan is reconstructed. Patches are streamed into the
-    canvas chunk by chunk; memory is bounded by a chunk and the canvas, not the scan (unless
-    ``return_patches``). ``weighting='probe'`` weights each patch by ``|P|^2`` (the object is
-    known where it is lit); ``'uniform'``/``'none'`` weight all pixels alike. A model with the
-    gradient phase head has its amplitudes and phase gradients stitched and the gradients
-    integrated once over the whole canvas (``patches`` then hold each patch integrated alone).
+    Every position is the anchor of its own group, so the whole scan is reconstructed: a
+    grouped network's nearest neighbours complete the group when ``gridsize > 1``; a
+    per-pattern network reads each pattern alone (:func:`inference_gridsize`). Patches are
+    streamed into the canvas chunk by chunk; memory is bounded by a chunk and the canvas, not
+    the scan (unless ``return_patches``). ``weighting='probe'`` weights each patch by
+    ``|P|^2`` (the object is known where it is lit); ``'uniform'``/``'none'`` weight all
+    pixels alike. A model with the gradient phase head has its amplitudes and phase gradients
+    stitched and the gradients integrated once over the whole canvas (``patches`` then hold
+    each patch integrated alone).
 
     ``adapt_dose`` feeds a scan measured at another dose than the training data rescaled
     to the training dose (:meth:`PtychoPINN.dose_factor`), with a warning when the two differ
@@ -281,12 +289,12 @@ def reconstruct(
     weights = _stitch_weights(model, weighting)
     dose = dose_factor(model, data) if adapt_dose else 1.0
     autocast = _autocast(device, precision)
-    groups = group_all_positions(data.coords, model.config.gridsize)
+    groups = group_all_positions(data.coords, inference_gridsize(model))
     stitcher_class = _GradientStitcher if gradient_head else _PatchStitcher
     acc = stitcher_class(canvas_shape or data.canvas_shape(), N, device, weights)
     offsets = torch.from_numpy(groups.offsets.astype(np.float32))
     anchors = torch.from_numpy(data.coords[groups.indices[:, 0]])
-    use_offsets = model.config.gridsize > 1
+    use_offsets = groups.C > 1
     chunk = max(stitch_batch_size, batch_size)
     pending: list[torch.Tensor] = []
     pending_from = 0
