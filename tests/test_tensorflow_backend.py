@@ -189,6 +189,30 @@ def test_gradient_head_reconstructs_the_same_object_with_either_backend():
     _close(got.object, ref.object, NET_TOL * 10)
 
 
+def test_both_backends_predict_with_the_scans_batch_norm_statistics():
+    """With stored statistics far from the scan's, both backends still reconstruct the same
+    object (the scan's own statistics, estimated once on the PyTorch twin), and the
+    TensorFlow model's stored statistics are put back afterwards."""
+    from ptychopinn.data.simulate import simulate_dataset
+    from ptychopinn.workflows.infer import reconstruct
+
+    torch_model, tf_model = _twins(ModelConfig(N=32))
+    weights = tf_model.weight_arrays()
+    for key in weights:
+        if key.endswith("running_mean"):
+            weights[key] = weights[key] + 3.0
+    tf_model.load_weight_arrays(weights, "test")
+    scan = simulate_dataset(N=32, object_size=80, step=6, nphotons=1e6, seed=2)
+    assert scan.n_positions >= 64
+    ref = reconstruct(torch_model, scan, batch_size=16)
+    got = reconstruct(tf_model, scan, batch_size=16)
+    _close(got.object, ref.object, NET_TOL * 10)
+    stale = reconstruct(tf_model, scan, batch_size=16, adapt_batch_norm=False)
+    assert np.abs(stale.object - ref.object).max() > 0.01 * np.abs(ref.object).max()
+    for key, value in tf_model.weight_arrays().items():
+        np.testing.assert_array_equal(value, weights[key])
+
+
 def test_dose_augmentation_thins_training_batches_only():
     """The TensorFlow losses thin counts as the PyTorch module does: binomially (Poisson of
     the lower dose), training batches only."""

@@ -493,6 +493,11 @@ class InferenceConfig:
         "auto",
         "pytorch, tensorflow, or auto: the archive's own (pytorch if tensorflow is missing)",
     )
+    adapt_batch_norm: bool = option(
+        True,
+        "predict with the batch-norm statistics of the scan itself (from up to 512 of its "
+        "patterns), not the training scan's; false: the training scan's",
+    )
     debug: bool = option(False, "log at debug level while reconstructing (like --verbose)")
 
     def __post_init__(self) -> None:

@@ -112,20 +112,26 @@ def _main(argv=None) -> int:
     data = subsample(data, config.n_subsample, config.subsample_seed)
     with output_dir_lock(config.output_dir):
         return _reconstruct_and_write(
-            args, config.output_dir, loaded, data, device, execution, spec, object_settings
+            args, config, loaded, data, device, execution, spec, object_settings
         )
 
 
 def _reconstruct_and_write(
-    args, output_dir, loaded, data, device, execution, spec, object_settings
+    args, config: InferenceConfig, loaded, data, device, execution, spec, object_settings
 ) -> int:
     from ptychopinn.refine import refine_reconstruction
     from ptychopinn.workflows.infer import reconstruct
     from ptychopinn.workflows.outputs import remove_outputs, write_outputs
 
+    output_dir = config.output_dir
     start = time.perf_counter()
     rec = reconstruct(
-        loaded.model, data, device=device, batch_size=execution.inference_batch_size, progress=True
+        loaded.model,
+        data,
+        device=device,
+        batch_size=execution.inference_batch_size,
+        progress=True,
+        adapt_batch_norm=config.adapt_batch_norm,
     )
     seconds = time.perf_counter() - start
     metrics = write_outputs(rec, data, output_dir, comparison_plot=args.comparison_plot)

@@ -8,7 +8,8 @@ gradients of the gradient head).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -55,3 +56,39 @@ def field_predictor(model: TFPtychoPINN) -> Callable[[np.ndarray], np.ndarray]:
         return np.asarray(run(amplitudes.astype(np.float32, copy=False)).numpy(), np.complex64)
 
     return predict
+
+
+def torch_twin(model: TFPtychoPINN):
+    """The PyTorch model with ``model``'s weights, converted in memory (eval mode)."""
+    import torch
+
+    from ptychopinn.model.pinn import PtychoPINN
+    from ptychopinn.tf_backend.layout import tensorflow_to_torch
+
+    N = model.config.N
+    twin = PtychoPINN(model.config, np.ones((N, N), dtype=np.complex64), 1.0)
+    state = tensorflow_to_torch(model.weight_arrays(), list(twin.state_dict()))
+    twin.load_state_dict({k: torch.from_numpy(np.array(v, copy=True)) for k, v in state.items()})
+    return twin.eval()
+
+
+@contextlib.contextmanager
+def statistics_from(model: TFPtychoPINN, run_sample: Callable[[object], None]) -> Iterator[bool]:
+    """:func:`ptychopinn.model.scan_statistics.statistics_from` for a TensorFlow model: the
+    statistics are estimated on its PyTorch twin (``run_sample(twin)`` passes the sample
+    through it), so both backends predict with the same ones, and are assigned to the
+    Keras layers until the block ends."""
+    from ptychopinn.model import scan_statistics
+    from ptychopinn.tf_backend.layout import torch_to_tensorflow
+
+    twin = torch_twin(model)
+    with scan_statistics.statistics_from(twin.generator, lambda: run_sample(twin)) as adapted:
+        if not adapted:
+            yield False
+            return
+        stored = model.weight_arrays()
+        model.load_weight_arrays(torch_to_tensorflow(twin.state_dict()), "scan statistics")
+        try:
+            yield True
+        finally:
+            model.load_weight_arrays(stored, "stored statistics")

@@ -22,8 +22,9 @@ import torch
 from torch import nn
 
 from ptychopinn.data.grouping import group_all_positions
-from ptychopinn.data.types import PtychoData
+from ptychopinn.data.types import PtychoData, evenly_spaced_index
 from ptychopinn.errors import ConfigError, DataValidationError
+from ptychopinn.model import scan_statistics
 from ptychopinn.model.pinn import PtychoPINN, mean_pattern_energy
 from ptychopinn.physics.integrate import object_from_gradients
 from ptychopinn.physics.patches import PatchAccumulator
@@ -242,6 +243,7 @@ def reconstruct(
     stitch_batch_size: int = STITCH_BATCH_SIZE,
     on_batch: Callable[[int], None] | None = None,
     adapt_dose: bool = True,
+    adapt_batch_norm: bool = True,
 ) -> Reconstruction:
     """Predict one patch per scan position and stitch all of them on the object canvas.
 
@@ -258,7 +260,10 @@ def reconstruct(
     ``adapt_dose`` feeds a scan measured at another dose than the training data rescaled
     to the training dose (:meth:`PtychoPINN.dose_factor`), with a warning when the two differ
     by more than :data:`DOSE_WARN_RATIO`. ``data.diffraction`` may be any array indexable by
-    an integer array (a ``np.memmap`` included). ``precision`` ``'bf16'``/``'16'`` runs the
+    an integer array (a ``np.memmap`` included). ``adapt_batch_norm`` predicts with the
+    batch-norm statistics of the scan itself (:mod:`ptychopinn.model.scan_statistics`)
+    when it has at least :data:`~ptychopinn.model.scan_statistics.MIN_PATTERNS` positions.
+    ``precision`` ``'bf16'``/``'16'`` runs the
     network under autocast (useful on GPUs; slow on CPUs without native bf16).
     ``on_batch(n_done)`` is called after each batch.
     """
@@ -309,8 +314,27 @@ def reconstruct(
         pending.clear()
         pending_from = stop
 
+    def run_sample(network: PtychoPINN) -> None:
+        """The network's fields for a sample of the scan (their batch statistics matter)."""
+        sample = torch.from_numpy(evenly_spaced_index(groups.G, scan_statistics.MAX_PATTERNS))
+        for idx in scan_statistics.sample_batches(sample, batch_size):
+            x = _gather(data.diffraction, groups.indices[idx.numpy()]).to(sample_device) * dose
+            with autocast:
+                network.predict_fields(x)
+
+    sample_device = torch.device("cpu") if tensorflow else device  # the twin's, for TF
+    scan_norm = contextlib.nullcontext(False)
+    if adapt_batch_norm and groups.G >= scan_statistics.MIN_PATTERNS:
+        if tensorflow:
+            from ptychopinn.tf_backend.infer import statistics_from
+
+            scan_norm = statistics_from(model, run_sample)
+        else:
+            scan_norm = scan_statistics.statistics_from(model.generator, lambda: run_sample(model))
     starts = range(0, groups.G, batch_size)
-    with channels_last(model.generator, channels_last_format):
+    with channels_last(model.generator, channels_last_format), scan_norm as adapted:
+        if adapted:
+            log.debug("%s: batch-norm statistics of the scan itself", data.source)
         for start in Progress(starts, desc="reconstructing", unit="batch", enabled=progress):
             stop = min(start + batch_size, groups.G)
             x = _gather(data.diffraction, groups.indices[start:stop]).to(device, non_blocking=True)
