@@ -495,7 +495,7 @@ class InferenceConfig:
     )
     adapt_batch_norm: bool = option(
         True,
-        "predict with the batch-norm statistics of the scan itself (from up to 512 of its "
+        "predict with the batch-norm statistics of the scan itself (from up to 256 of its "
         "patterns), not the training scan's; false: the training scan's",
     )
     debug: bool = option(False, "log at debug level while reconstructing (like --verbose)")

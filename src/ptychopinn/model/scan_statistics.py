@@ -22,7 +22,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 #: Fewer patterns than this keep the training statistics (too few for a stable estimate).
 MIN_PATTERNS = 64
 #: Patterns (evenly spread over the scan) the statistics are estimated from, at most.
-MAX_PATTERNS = 512
+MAX_PATTERNS = 256
 
 
 def batch_norm_layers(module: nn.Module) -> list[_BatchNorm]:

@@ -319,6 +319,8 @@ def reconstruct(
         sample = torch.from_numpy(evenly_spaced_index(groups.G, scan_statistics.MAX_PATTERNS))
         for idx in scan_statistics.sample_batches(sample, batch_size):
             x = _gather(data.diffraction, groups.indices[idx.numpy()]).to(sample_device) * dose
+            if channels_last_format:
+                x = x.contiguous(memory_format=torch.channels_last)
             with autocast:
                 network.predict_fields(x)
 
