@@ -168,7 +168,7 @@ def run_case(name: str, args: argparse.Namespace) -> list[dict]:
     other_scan = simulate_dataset(seed=1, object_seed=7, **sim)
     result, seconds = train_model(train_scan, args, seed=args.seed, **spec)
     scans = (("train scan", train_scan), ("other object", other_scan))
-    return score_rows(name, scans, result, seconds, args.epochs)
+    return score_rows(name, scans, result, seconds, args.epochs, args.adapt_batch_norm)
 
 
 def panel_scans(
@@ -200,14 +200,18 @@ def run_panel_case(index: int, name: str, args: argparse.Namespace) -> list[dict
     )
     # Each case its own training seed.
     result, seconds = train_model(scans[0][1], args, seed=args.seed + index, model_type="pinn")
-    return score_rows(name, scans, result, seconds, args.epochs)
+    return score_rows(name, scans, result, seconds, args.epochs, args.adapt_batch_norm)
 
 
-def score_rows(case: str, scans, result, seconds: float, epochs: int) -> list[dict]:
+def score_rows(
+    case: str, scans, result, seconds: float, epochs: int, adapt_batch_norm: bool = False
+) -> list[dict]:
     rows = []
     for label, scan in scans:
         t0 = time.perf_counter()
-        rec = reconstruct(result.module.model, scan, batch_size=64)
+        rec = reconstruct(
+            result.module.model, scan, batch_size=64, adapt_batch_norm=adapt_batch_norm
+        )
         infer_s = time.perf_counter() - t0
         m = evaluate(rec.object, scan.object, xcoords=scan.xcoords, ycoords=scan.ycoords, N=64)
         rows.append(
@@ -315,6 +319,11 @@ def main() -> None:
         type=int,
         default=train_d.self_augmentation,
         help="mirrored copies of the first reconstruction trained on (0-3)",
+    )
+    p.add_argument(
+        "--adapt_batch_norm",
+        action="store_true",
+        help="reconstruct with each scan's own batch-norm statistics (ptycho_inference's option)",
     )
     p.add_argument("--object_size", type=int, default=256, help="256 px, step 7: 784 patterns")
     p.add_argument("--step", type=float, default=7.0)

@@ -44,13 +44,13 @@ def test_predictions_follow_the_scan_not_the_stored_statistics(small_scan):
     model = _model(small_scan)
     wrong = _with_wrong_statistics(model)
     stored = _buffers(wrong)
-    adapted = reconstruct(wrong, small_scan, batch_size=32)
-    reference = reconstruct(model, small_scan, batch_size=32)
+    adapted = reconstruct(wrong, small_scan, batch_size=32, adapt_batch_norm=True)
+    reference = reconstruct(model, small_scan, batch_size=32, adapt_batch_norm=True)
     scale = np.abs(reference.object).max()
     # The stored statistics do not matter: both models predict with the scan's own.
     np.testing.assert_allclose(adapted.object, reference.object, atol=1e-4 * scale)
     # Without adaptation they do.
-    plain = reconstruct(wrong, small_scan, batch_size=32, adapt_batch_norm=False)
+    plain = reconstruct(wrong, small_scan, batch_size=32)  # the default
     assert np.abs(plain.object - reference.object).max() > 0.05 * scale
     # The model is left as it was: stored statistics, momentum, eval mode.
     for before, after in zip(stored, _buffers(wrong), strict=True):
@@ -71,7 +71,9 @@ def test_adapted_statistics_are_the_scans(small_scan):
     with torch.no_grad():
         whole.generator(amplitudes * whole.intensity_scale)
     whole.eval()
-    adapted = reconstruct(_with_wrong_statistics(model), small_scan, batch_size=64)
+    adapted = reconstruct(
+        _with_wrong_statistics(model), small_scan, batch_size=64, adapt_batch_norm=True
+    )
     expected = reconstruct(whole, small_scan, adapt_batch_norm=False)
     scale = np.abs(expected.object).max()
     np.testing.assert_allclose(adapted.object, expected.object, atol=1e-3 * scale)
@@ -80,7 +82,7 @@ def test_adapted_statistics_are_the_scans(small_scan):
 def test_a_small_scan_keeps_the_stored_statistics(small_scan):
     few = small_scan.subset(np.arange(MIN_PATTERNS - 1))
     wrong = _with_wrong_statistics(_model(small_scan))
-    adapted = reconstruct(wrong, few)
+    adapted = reconstruct(wrong, few, adapt_batch_norm=True)
     plain = reconstruct(wrong, few, adapt_batch_norm=False)
     np.testing.assert_array_equal(adapted.object, plain.object)
 
@@ -92,7 +94,7 @@ def test_sample_batches_cover_the_sample_once_each_spread_over_it():
     assert all(b.min() < 3 and b.max() > 126 for b in batches)
 
 
-@pytest.mark.parametrize(("flag", "expected"), [([], True), (["false"], False)])
+@pytest.mark.parametrize(("flag", "expected"), [([], False), (["true"], True)])
 def test_inference_flag(flag, expected):
     args = ["--model_path", "m", "--test_data", "t.npz"]
     if flag:

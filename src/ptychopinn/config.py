@@ -494,9 +494,8 @@ class InferenceConfig:
         "pytorch, tensorflow, or auto: the archive's own (pytorch if tensorflow is missing)",
     )
     adapt_batch_norm: bool = option(
-        True,
-        "predict with the batch-norm statistics of the scan itself (from up to 256 of its "
-        "patterns), not the training scan's; false: the training scan's",
+        False,
+        "predict with the scan's own batch-norm statistics (up to 256 patterns), not training's",
     )
     debug: bool = option(False, "log at debug level while reconstructing (like --verbose)")
 

@@ -1,13 +1,14 @@
-"""Batch-normalisation statistics taken from the scan being reconstructed.
+"""Batch-normalisation statistics taken from the scan being reconstructed (opt-in).
 
 A network with batch normalisation keeps, for inference, the mean and variance of each
 channel that it saw in training: the training scan's, mixed with the thinned (lower-dose)
-copies that dose augmentation feeds it. An unseen scan has other statistics (another object,
-another dose). Re-estimating them from the scan itself before predicting it (AdaBN, Li et
-al. 2016) costs a forward pass over a sample of its patterns and no training: with the quick
-start's model, ten unseen scans at 1e6 and 1e4 photons gained 0.005 amplitude and 0.008 phase
-SSIM on average (README, "Batch-norm statistics of the scan"). The stored statistics are put
-back afterwards, so the model itself is never changed.
+copies that dose augmentation feeds it. Re-estimating them from the scan being reconstructed
+(AdaBN, Li et al. 2016) costs a forward pass over a sample of its patterns and no training.
+It is not the default: the scan's statistics also carry what differs in its object (its
+phase contrast, say), which the adaptation normalises away. Measured on the panel (README,
+"Batch-norm statistics of the scan"), it helped at 100x below the training dose and was mixed
+at the training dose (a natural-image case lost 0.05 phase SSIM). The stored statistics are
+put back afterwards, so the model itself is never changed.
 """
 
 from __future__ import annotations

@@ -243,7 +243,7 @@ def reconstruct(
     stitch_batch_size: int = STITCH_BATCH_SIZE,
     on_batch: Callable[[int], None] | None = None,
     adapt_dose: bool = True,
-    adapt_batch_norm: bool = True,
+    adapt_batch_norm: bool = False,
 ) -> Reconstruction:
     """Predict one patch per scan position and stitch all of them on the object canvas.
 
@@ -260,8 +260,8 @@ def reconstruct(
     ``adapt_dose`` feeds a scan measured at another dose than the training data rescaled
     to the training dose (:meth:`PtychoPINN.dose_factor`), with a warning when the two differ
     by more than :data:`DOSE_WARN_RATIO`. ``data.diffraction`` may be any array indexable by
-    an integer array (a ``np.memmap`` included). ``adapt_batch_norm`` predicts with the
-    batch-norm statistics of the scan itself (:mod:`ptychopinn.model.scan_statistics`)
+    an integer array (a ``np.memmap`` included). ``adapt_batch_norm`` (opt-in) predicts with
+    the batch-norm statistics of the scan itself (:mod:`ptychopinn.model.scan_statistics`)
     when it has at least :data:`~ptychopinn.model.scan_statistics.MIN_PATTERNS` positions.
     ``precision`` ``'bf16'``/``'16'`` runs the
     network under autocast (useful on GPUs; slow on CPUs without native bf16).
