@@ -263,8 +263,8 @@ def reconstruct(
     an integer array (a ``np.memmap`` included). ``adapt_batch_norm`` (opt-in) predicts with
     the batch-norm statistics of the scan itself (:mod:`ptychopinn.model.scan_statistics`)
     when it has at least :data:`~ptychopinn.model.scan_statistics.MIN_PATTERNS` positions.
-    ``precision`` ``'bf16'``/``'16'`` runs the
-    network under autocast (useful on GPUs; slow on CPUs without native bf16).
+    ``precision`` ``'bf16'``/``'16'`` runs the network under autocast (useful on GPUs; slow
+    on CPUs without native bf16).
     ``on_batch(n_done)`` is called after each batch.
     """
     N = model.config.N
