@@ -309,6 +309,13 @@ def _positive_number(manifest: dict, key: str, archive: Path, default: float | N
     return float(value)
 
 
+def torch_state_from_tensorflow(weights: dict, torch_keys: list[str]) -> dict:
+    """TensorFlow-layout weights as a PyTorch state dict (tensors owning their memory) for a
+    model whose state-dict keys are ``torch_keys``."""
+    converted = tensorflow_to_torch(weights, torch_keys)
+    return {k: torch.from_numpy(np.array(v, copy=True)) for k, v in converted.items()}
+
+
 @dataclass
 class ArchiveContents:
     """An archive's parsed members: configs and weights (in the layout of ``backend``)."""
@@ -327,8 +334,7 @@ class ArchiveContents:
         """The weights as a PyTorch state dict (converted from a TensorFlow archive)."""
         if self.backend == "pytorch":
             return self.weights
-        converted = tensorflow_to_torch(self.weights, torch_keys)
-        return {k: torch.from_numpy(np.array(v, copy=True)) for k, v in converted.items()}
+        return torch_state_from_tensorflow(self.weights, torch_keys)
 
     def tensorflow_weights(self) -> dict[str, np.ndarray]:
         """The weights in the TensorFlow layout (converted from a PyTorch archive)."""

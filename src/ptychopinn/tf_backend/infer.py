@@ -60,15 +60,13 @@ def field_predictor(model: TFPtychoPINN) -> Callable[[np.ndarray], np.ndarray]:
 
 def torch_twin(model: TFPtychoPINN):
     """The PyTorch model with ``model``'s weights, converted in memory (eval mode)."""
-    import torch
-
+    from ptychopinn.bundle import torch_state_from_tensorflow
     from ptychopinn.model.pinn import PtychoPINN
-    from ptychopinn.tf_backend.layout import tensorflow_to_torch
 
     N = model.config.N
     twin = PtychoPINN(model.config, np.ones((N, N), dtype=np.complex64), 1.0)
-    state = tensorflow_to_torch(model.weight_arrays(), list(twin.state_dict()))
-    twin.load_state_dict({k: torch.from_numpy(np.array(v, copy=True)) for k, v in state.items()})
+    state = torch_state_from_tensorflow(model.weight_arrays(), list(twin.state_dict()))
+    twin.load_state_dict(state)
     return twin.eval()
 
 

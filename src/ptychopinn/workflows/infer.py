@@ -314,17 +314,25 @@ def reconstruct(
         pending.clear()
         pending_from = stop
 
+    def network_input(rows: slice | np.ndarray, to: torch.device) -> torch.Tensor:
+        """The groups ``rows`` of the scan as the network reads them: at the training dose,
+        in the network's memory layout."""
+        x = _gather(data.diffraction, groups.indices[rows]).to(to, non_blocking=True)
+        if dose != 1.0:
+            x = x * dose
+        if channels_last_format:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    sample_device = torch.device("cpu") if tensorflow else device  # the twin's, for TF
+
     def run_sample(network: PtychoPINN) -> None:
         """The network's fields for a sample of the scan (their batch statistics matter)."""
         sample = torch.from_numpy(evenly_spaced_index(groups.G, scan_statistics.MAX_PATTERNS))
         for idx in scan_statistics.sample_batches(sample, batch_size):
-            x = _gather(data.diffraction, groups.indices[idx.numpy()]).to(sample_device) * dose
-            if channels_last_format:
-                x = x.contiguous(memory_format=torch.channels_last)
             with autocast:
-                network.predict_fields(x)
+                network.predict_fields(network_input(idx.numpy(), sample_device))
 
-    sample_device = torch.device("cpu") if tensorflow else device  # the twin's, for TF
     scan_norm = contextlib.nullcontext(False)
     if adapt_batch_norm and groups.G >= scan_statistics.MIN_PATTERNS:
         if tensorflow:
@@ -339,11 +347,7 @@ def reconstruct(
             log.debug("%s: batch-norm statistics of the scan itself", data.source)
         for start in Progress(starts, desc="reconstructing", unit="batch", enabled=progress):
             stop = min(start + batch_size, groups.G)
-            x = _gather(data.diffraction, groups.indices[start:stop]).to(device, non_blocking=True)
-            if dose != 1.0:
-                x = x * dose
-            if channels_last_format:
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = network_input(slice(start, stop), device)
             off = offsets[start:stop].to(device) if use_offsets else None
             with autocast:
                 patches = predict(x, off)[:, 0].to(device)
