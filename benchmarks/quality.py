@@ -11,11 +11,14 @@ phase error lives.
 patterns, overlaps and doses; see ``PANEL``): each trains its own model on one object and is
 scored on that scan, on an unseen object of the same family with the same probe and scan, and
 on that unseen object at another dose (1e4 photons, or 1e6 for a 1e4 case) with no
-retraining. It ends with the mean and the worst case of each row kind.
+retraining. It ends with the mean and the worst case of each row kind. ``--training_scans K``
+trains each case on K objects of its kind instead (the same probe, scan pattern and dose; the
+first is the scored training scan) for ``--epochs / K`` epochs, the same optimiser steps.
 
     python benchmarks/quality.py                       # PINN recipe only (CPU: ~11 min)
     python benchmarks/quality.py --cases pinn supervised mae_low_dose nll_low_dose
     python benchmarks/quality.py --panel               # 7 scan kinds (CPU: ~73 min)
+    python benchmarks/quality.py --panel --training_scans 4 --epochs 32
 """
 
 from __future__ import annotations
@@ -48,18 +51,28 @@ class PanelScan:
 
     train: dict = field(default_factory=dict)
     unseen: dict = field(default_factory=lambda: {"object_seed": 7})
+    #: The fields that make each further training object (``--training_scans K``: the first
+    #: K - 1 of them), none of them the unseen one.
+    more: tuple[dict, ...] = tuple({"object_seed": 101 + j} for j in range(15))
 
 
 _FREE_SCAN = dict(step=None, n_points=784)  # spiral / random: as many positions as the raster
 _NATURAL = dict(object_amplitude="astronaut", object_phase="camera")
 _NATURAL_UNSEEN = dict(object_amplitude="chelsea", object_phase="coins")
+_NATURAL_MORE = (  # other photographs than the training and unseen pairs
+    dict(object_amplitude="coffee", object_phase="moon"),
+    dict(object_amplitude="rocket", object_phase="gravel"),
+    dict(object_amplitude="immunohistochemistry", object_phase="brick"),
+)
 
 #: The panel: object families, probes, scan patterns, overlaps and doses. 784 patterns of
 #: 64x64 unless said (low overlap: 400), 1e6 photons unless said.
 PANEL = {
     "grf/lines, lens, raster": PanelScan(),
     "natural, lens, spiral": PanelScan(
-        train=dict(_NATURAL, scan_kind="spiral", **_FREE_SCAN), unseen=_NATURAL_UNSEEN
+        train=dict(_NATURAL, scan_kind="spiral", **_FREE_SCAN),
+        unseen=_NATURAL_UNSEEN,
+        more=_NATURAL_MORE,
     ),
     "sparse, weak phase, zone plate": PanelScan(
         train=dict(
@@ -81,7 +94,9 @@ PANEL = {
         )
     ),
     "low overlap (step 10)": PanelScan(train=dict(step=10.0)),
-    "natural, 1e4 photons": PanelScan(train=dict(_NATURAL, nphotons=1e4), unseen=_NATURAL_UNSEEN),
+    "natural, 1e4 photons": PanelScan(
+        train=dict(_NATURAL, nphotons=1e4), unseen=_NATURAL_UNSEEN, more=_NATURAL_MORE
+    ),
     "1e9 photons, zone plate, spiral": PanelScan(
         train=dict(nphotons=1e9, probe_kind="zoneplate", scan_kind="spiral", **_FREE_SCAN)
     ),
@@ -117,9 +132,16 @@ def phase_ssim_without_smooth_error(obj: np.ndarray, scan: PtychoData) -> float:
 
 
 def train_model(
-    train_scan: PtychoData, args: argparse.Namespace, *, seed: int, model_type: str, **spec
+    train_scans: PtychoData | list[PtychoData],
+    args: argparse.Namespace,
+    *,
+    seed: int,
+    model_type: str,
+    epochs: int | None = None,
+    **spec,
 ):
-    """Train the recipe (with the benchmark's flags) on one scan: (result, seconds)."""
+    """Train the recipe (with the benchmark's flags) on one scan or several: (result,
+    seconds). ``epochs``: default ``args.epochs``."""
     model = ModelConfig(
         N=64,
         gridsize=args.gridsize,
@@ -133,7 +155,7 @@ def train_model(
     with tempfile.TemporaryDirectory() as out:
         cfg = TrainingConfig(
             model=model,
-            nepochs=args.epochs,
+            nepochs=args.epochs if epochs is None else epochs,
             batch_size=args.batch_size,
             n_groups=None,
             groups_per_position=args.groups_per_position,
@@ -155,7 +177,7 @@ def train_model(
             enable_checkpointing=False,
         )
         start = time.perf_counter()
-        result = train(train_scan, cfg, ex)
+        result = train(train_scans, cfg, ex)
         return result, time.perf_counter() - start
 
 
@@ -171,18 +193,23 @@ def run_case(name: str, args: argparse.Namespace) -> list[dict]:
     return score_rows(name, scans, result, seconds, args.epochs, args.adapt_batch_norm)
 
 
-def panel_scans(
-    index: int, name: str, *, object_size: int = 256, step: float = 7.0, nphotons: float = 1e6
-) -> tuple[tuple[str, PtychoData], ...]:
+def _case_simulation(
+    name: str, *, object_size: int = 256, step: float = 7.0, nphotons: float = 1e6
+) -> dict:
+    """SimulationConfig fields of panel case ``name``'s training scan (but its seed)."""
+    sim = dict(N=64, object_size=object_size, step=step, nphotons=nphotons)
+    sim.update(PANEL[name].train)
+    return sim
+
+
+def panel_scans(index: int, name: str, **scan_size) -> tuple[tuple[str, PtychoData], ...]:
     """The three labelled scans of panel case ``index``: its training scan, an unseen object
     (same probe, scan and dose) and that object at another dose (1e4 photons, or 1e6 for a
-    case at 1e4)."""
-    case = PANEL[name]
-    sim = dict(N=64, object_size=object_size, step=step, nphotons=nphotons)
-    sim.update(case.train)
+    case at 1e4). ``scan_size``: ``object_size``, ``step``, ``nphotons``."""
+    sim = _case_simulation(name, **scan_size)
     # Each case its own probe jitter and scan jitter.
     train_scan = simulate_dataset(seed=1 + index, **sim)
-    unseen = dict(sim, **case.unseen)
+    unseen = dict(sim, **PANEL[name].unseen)
     unseen_scan = simulate_dataset(seed=1 + index, **unseen)
     other_dose = 1e6 if sim["nphotons"] <= 1e4 else 1e4
     dose_scan = simulate_dataset(seed=1 + index, **dict(unseen, nphotons=other_dose))
@@ -193,14 +220,29 @@ def panel_scans(
     )
 
 
+def further_training_scans(index: int, name: str, count: int, **scan_size) -> list[PtychoData]:
+    """``count`` more training scans of panel case ``index``: other objects of its family,
+    measured with the training scan's probe, positions and dose."""
+    more = PANEL[name].more
+    if count > len(more):
+        raise SystemExit(f"--training_scans: case {name!r} has {len(more) + 1} training objects")
+    sim = _case_simulation(name, **scan_size)
+    return [simulate_dataset(seed=1 + index, **dict(sim, **fields)) for fields in more[:count]]
+
+
 def run_panel_case(index: int, name: str, args: argparse.Namespace) -> list[dict]:
-    """Train on one panel scan; score it, the unseen object, and that object at another dose."""
-    scans = panel_scans(
-        index, name, object_size=args.object_size, step=args.step, nphotons=args.nphotons
-    )
+    """Train on one panel scan (and ``--training_scans`` - 1 more of its kind, for
+    ``--epochs / --training_scans`` epochs: the same optimiser steps); score the first, the
+    unseen object, and that object at another dose."""
+    size = dict(object_size=args.object_size, step=args.step, nphotons=args.nphotons)
+    scans = panel_scans(index, name, **size)
+    training = [scans[0][1], *further_training_scans(index, name, args.training_scans - 1, **size)]
+    epochs = max(1, round(args.epochs / len(training)))
     # Each case its own training seed.
-    result, seconds = train_model(scans[0][1], args, seed=args.seed + index, model_type="pinn")
-    return score_rows(name, scans, result, seconds, args.epochs, args.adapt_batch_norm)
+    result, seconds = train_model(
+        training, args, seed=args.seed + index, model_type="pinn", epochs=epochs
+    )
+    return score_rows(name, scans, result, seconds, epochs, args.adapt_batch_norm)
 
 
 def score_rows(
@@ -324,6 +366,14 @@ def main() -> None:
         "--adapt_batch_norm",
         action="store_true",
         help="reconstruct with each scan's own batch-norm statistics (ptycho_inference's option)",
+    )
+    p.add_argument(
+        "--training_scans",
+        type=int,
+        default=1,
+        metavar="K",
+        help="panel: train on K objects of each case's kind (same probe, scan, dose) for "
+        "--epochs / K epochs",
     )
     p.add_argument("--object_size", type=int, default=256, help="256 px, step 7: 784 patterns")
     p.add_argument("--step", type=float, default=7.0)

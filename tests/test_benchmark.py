@@ -325,3 +325,26 @@ def test_per_pattern_model_infers_one_pass_per_pattern(tiny_scan):
     np.testing.assert_allclose(rec.patches, alone, atol=1e-5 * np.abs(alone).max())
     few = reconstruct(model, tiny_scan.subset(np.arange(2)), batch_size=16)
     assert np.isfinite(few.object).all() and few.weights.max() > 0
+
+
+def test_further_panel_training_scans_are_other_objects_of_the_same_scan():
+    quality = _load_benchmark_script("quality")
+    size = dict(object_size=96, step=10.0)
+    name = "natural, lens, spiral"  # a family whose objects are named images, not seeds
+    index = list(quality.PANEL).index(name)
+    (_, train), (_, unseen), _ = quality.panel_scans(index, name, **size)
+    more = quality.further_training_scans(index, name, 2, **size)
+    assert len(more) == 2
+    objects = [train.object, unseen.object, *(scan.object for scan in more)]
+    for scan in more:
+        np.testing.assert_allclose(scan.coords, train.coords)
+        scale = np.linalg.norm(scan.probe) / np.linalg.norm(train.probe)  # the dose scales it
+        np.testing.assert_allclose(scan.probe, scale * train.probe, rtol=1e-4, atol=1e-6)
+        assert scan.metadata["nphotons"] == train.metadata["nphotons"]
+    for i, a in enumerate(
+        objects
+    ):  # every training object differs from the others and the unseen one
+        for b in objects[i + 1 :]:
+            assert not np.allclose(a, b)
+    with pytest.raises(SystemExit, match="training_scans"):
+        quality.further_training_scans(index, name, len(quality.PANEL[name].more) + 1, **size)
