@@ -98,3 +98,20 @@ def test_cli_trains_on_several_files(tmp_path):
     resolved = yaml.safe_load((out / "resolved_config.yaml").read_text())
     assert resolved["training"]["train_data_file"] == join_paths(files)
     assert TrainingConfig(train_data_file=files).train_data_files == files
+
+
+def test_simulate_refuses_a_corpus_of_one_image(tmp_path, capsys, caplog):
+    """Images ignore the object seed: a corpus of them would repeat one object."""
+    out = tmp_path / "n.npz"
+    args = ["-o", str(out), *SIM, "--n_objects", "2", "--picture", "false"]
+    images = ["--object_amplitude", "astronaut", "--object_phase", "camera"]
+    assert simulate_cli.main([*args, *images]) == 2
+    err = capsys.readouterr().err
+    assert "object_amplitude 'astronaut'" in err and "same object" in err
+    assert not list(tmp_path.iterdir())  # nothing written
+    # One image and one drawn kind: written, with a warning naming the fixed one.
+    assert simulate_cli.main([*args, "--object_phase", "camera", "--band_limit", "none"]) == 0
+    assert "object_phase 'camera' is the same in every scan" in caplog.text
+    scans = [load_npz(tmp_path / f"n_{k:03d}.npz") for k in range(2)]
+    assert not np.allclose(np.abs(scans[0].object), np.abs(scans[1].object))
+    np.testing.assert_allclose(np.angle(scans[0].object), np.angle(scans[1].object), atol=1e-6)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -13,11 +14,14 @@ from ptychopinn.cli.config_flags import add_config_flags
 from ptychopinn.config import parse_bool
 from ptychopinn.data.npz import save_npz
 from ptychopinn.data.simulate import SimulationConfig, simulate_dataset
+from ptychopinn.data.simulate.objects import SEEDED_PATTERNS
 from ptychopinn.errors import ConfigError
 from ptychopinn.progress import Progress
 
 #: Most scans one ``--n_objects`` corpus may hold.
 MAX_OBJECTS = 10_000
+
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="write a corpus of this many scans of different objects, one probe and scan "
-        "(files <output stem>_000.npz, ...; object k uses object_seed (default: seed) + k)",
+        "(files <output stem>_000.npz, ...; object k uses object_seed (default: seed) + k, "
+        "which varies the drawn kinds lines, grf and disks, not images)",
     )
     p.add_argument("--verbose", action="store_true")
     return p
@@ -61,6 +66,31 @@ def corpus_paths(output: str, n_objects: int) -> list[Path]:
     ]
 
 
+def check_corpus_objects_differ(cfg: SimulationConfig, n_objects: int) -> None:
+    """A corpus varies its objects by the object seed, which images and ``constant`` ignore:
+    refuse a corpus of identical objects; warn when only one of amplitude / phase varies."""
+    fixed = {
+        name: kind
+        for name in ("object_amplitude", "object_phase")
+        if (kind := getattr(cfg, name)) not in SEEDED_PATTERNS
+    }
+    if len(fixed) == 2:
+        raise ConfigError(
+            f"--n_objects {n_objects}: object_amplitude {cfg.object_amplitude!r} and "
+            f"object_phase {cfg.object_phase!r} do not depend on the object seed, so every scan "
+            f"would hold the same object; give one of them a drawn kind "
+            f"({', '.join(SEEDED_PATTERNS)}), or simulate each image as its own scan"
+        )
+    for name, kind in fixed.items():
+        log.warning(
+            "--n_objects %d: %s %r is the same in every scan (only %s drawn kinds vary)",
+            n_objects,
+            name,
+            kind,
+            ", ".join(SEEDED_PATTERNS),
+        )
+
+
 def _main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
@@ -74,6 +104,8 @@ def _main(argv=None) -> int:
         cfg = SimulationConfig(**overrides)
     except TypeError as exc:  # a field this SimulationConfig does not have
         raise ConfigError(str(exc)) from exc
+    if args.n_objects > 1:
+        check_corpus_objects_differ(cfg, args.n_objects)
     paths = corpus_paths(args.output, args.n_objects)
     base_seed = cfg.object_seed if cfg.object_seed is not None else cfg.seed
     corpus = Progress(

@@ -50,6 +50,8 @@ SKIMAGE_IMAGES = (
 )
 """No-argument images of ``skimage.data`` that ship with scikit-image (no download)."""
 PATTERN_KINDS = SYNTHETIC_PATTERNS + SKIMAGE_IMAGES
+SEEDED_PATTERNS = ("lines", "grf", "disks")
+"""The kinds the object seed draws; the others (``constant``, the images) ignore it."""
 
 
 # ---------------------------------------------------------------------------------------------
