@@ -50,7 +50,7 @@ SKIMAGE_IMAGES = (
 )
 """No-argument images of ``skimage.data`` that ship with scikit-image (no download)."""
 PATTERN_KINDS = SYNTHETIC_PATTERNS + SKIMAGE_IMAGES
-SEEDED_PATTERNS = ("lines", "grf", "disks")
+SEEDED_PATTERNS = tuple(kind for kind in SYNTHETIC_PATTERNS if kind != "constant")
 """The kinds the object seed draws; the others (``constant``, the images) ignore it."""
 
 
