@@ -10,7 +10,7 @@ Builds the same dataset, module and Lightning trainer as
 
 The first ``--warmup`` steps are left out. Separately, the DataLoader is iterated alone for
 its own groups/s. ``benchmarks/reference_tf_layout.py`` times the original TensorFlow
-layer layout for comparison (README, "Comparing with an iterative solver").
+layer layout for comparison (docs/speed.md).
 
     python benchmarks/training_speed.py                          # gridsize 1 and 2
     python benchmarks/training_speed.py --gridsizes 2 --threads 1 --n_filters_scale 1

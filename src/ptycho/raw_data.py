@@ -16,10 +16,16 @@ import numpy as np
 
 from ptycho import params
 from ptycho._adapt import to_ptycho_data
-from ptychopinn.data.grouping import Groups, group_all_positions, group_positions
+from ptychopinn.data.grouping import (
+    Groups,
+    distinct_groups,
+    group_all_positions,
+    group_positions,
+)
 from ptychopinn.data.npz import load_npz, save_npz
 from ptychopinn.data.types import PtychoData
 from ptychopinn.errors import ConfigError, DataValidationError
+from ptychopinn.workflows.execution import available_memory_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +156,7 @@ class RawData:
                     "; with gridsize 1 a group is one position" if nsamples > m else "",
                 )
             return group_all_positions(self.data.coords, gridsize, neighbor_count=K)
+        self._check_group_memory(gridsize, K, nsamples)
         return group_positions(
             self.data.coords,
             gridsize,
@@ -158,6 +165,25 @@ class RawData:
             seed=seed,
             sequential=sequential,
         )
+
+    def _check_group_memory(self, gridsize: int, K: int, nsamples: int) -> None:
+        """Refuse up front a group count whose arrays would not fit in memory.
+
+        Each group holds C amplitude patterns, and the legacy callers keep a scaled copy and
+        C complex patches per group besides (about 16 bytes per pixel in all); the groups are
+        capped at the distinct ones, up to C(K-1, C-1) per position.
+        """
+        c, m = gridsize**2, self.data.n_positions
+        groups = min(nsamples, distinct_groups(m, c, max(K, c)))
+        need = 16 * groups * c * self.data.N**2
+        available = available_memory_bytes()
+        if available is not None and need > available / 2:
+            raise ConfigError(
+                f"nsamples (NumSamples): {nsamples} asks for {groups} groups of {c} patterns "
+                f"from {m} positions, {need / 2**30:.1f} GiB in memory, more than half of the "
+                f"{available / 2**30:.1f} GiB available; use nsamples <= {m} (every position "
+                "once) or a smaller value"
+            )
 
     def generate_grouped_data(
         self,

@@ -140,6 +140,10 @@ def check_choice(obj: Any, name: str, choices: Iterable[Any]) -> None:
         raise field_error(obj, name, f"one of {listed}", value)
 
 
+#: Seeds reach numpy and Lightning, which take 32-bit unsigned seeds.
+MAX_SEED = 2**32 - 1
+
+
 def check_range(
     obj: Any,
     *names: str,
@@ -268,7 +272,7 @@ class ModelConfig:
 
     phase_head: str = option(
         "phase",
-        "phase output: phase, or gradient (integrated over the object; see README)",
+        "phase output: phase, or gradient (integrated over the object; see docs/quality.md)",
     )
 
     ALLOWED_N: ClassVar[tuple[int, ...]] = (32, 64, 128, 256)
@@ -294,13 +298,22 @@ class ModelConfig:
         check_choice(self, "phase_head", self.PHASE_HEADS)
         check_range(self, "probe_scale", gt=0)
         check_range(self, "gaussian_smoothing_sigma", ge=0)
+        if self.gaussian_smoothing_sigma > self.N / 4:
+            # Zero-padded, a wider blur spreads most of the probe off its N x N grid: the
+            # model would fit an almost dark probe (and the kernel's 6 sigma taps get slow).
+            raise field_error(
+                self,
+                "gaussian_smoothing_sigma",
+                f"a blur of at most N/4 = {self.N / 4:g} px for N = {self.N}",
+                self.gaussian_smoothing_sigma,
+            )
 
 
 def _check_sampling(obj: Any, backends: tuple[str, ...]) -> None:
     """Checks shared by training and inference sampling options."""
     check_range(obj, "n_groups", ge=1)
     check_range(obj, "n_subsample", ge=1)
-    check_range(obj, "subsample_seed", ge=0)
+    check_range(obj, "subsample_seed", ge=0, le=MAX_SEED)
     check_choice(obj, "backend", backends)
     if not obj.output_dir:
         raise field_error(obj, "output_dir", "a non-empty directory path", obj.output_dir)
@@ -447,7 +460,7 @@ class TrainingConfig:
                 f"a value >= gridsize**2 = {group} (gridsize={self.model.gridsize})",
                 self.neighbor_count,
             )
-        check_range(self, "seed", ge=0)
+        check_range(self, "seed", ge=0, le=MAX_SEED)
         check_range(self, "learning_rate", gt=0)
         check_choice(self, "scheduler", self.SCHEDULERS)
         check_range(self, "warmup_epochs", ge=0)
@@ -549,12 +562,11 @@ class ExecutionConfig:
         "32-true",
         "16-mixed",
         "bf16-mixed",
-        "64-true",
     )
     LOGGERS: ClassVar[tuple[str, ...]] = ("csv", "tensorboard", "mlflow", "none")
     #: Lightning's short precision spellings, accepted on input.
     _VALUE_ALIASES: ClassVar[dict[str, dict[str, str]]] = {
-        "precision": {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed", "64": "64-true"}
+        "precision": {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
     }
 
     def __post_init__(self) -> None:

@@ -351,6 +351,16 @@ def _check_canvas(data: PtychoData, source: str, allow_outside: bool) -> None:
     )
     if not allow_outside:
         raise DataValidationError(message)
+    # A patch that does not touch the object at all is not an overhang: when most of the
+    # scan misses the object, the positions' unit or origin is wrong and the stitched
+    # object would come out empty.
+    missing = (x < -half) | (x > w - 1 + half) | (y < -half) | (y > h - 1 + half)
+    n_missing = int(np.count_nonzero(missing))
+    if 2 * n_missing > data.n_positions:
+        raise DataValidationError(
+            f"{message}; {n_missing} of them do not touch the object at all "
+            "(positions in another unit, or about another origin?)"
+        )
     warnings.warn(message, UserWarning, stacklevel=4)
 
 

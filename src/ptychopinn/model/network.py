@@ -182,7 +182,8 @@ class Generator(nn.Module):
         A constant phase offset leaves every diffraction pattern unchanged, so the data never
         pull the phase back from wherever the random start puts it. Started at random, the
         phase offset drifted towards the ±π bounds of ``π·tanh`` in most seeds, where the
-        phase wraps and its SSIM collapses; started flat, it does not (figures: README).
+        phase wraps and its SSIM collapses (3 of 4 seeds at N=32); started flat, it does not
+        (unseen-object phase SSIM 0.10 -> 0.22 on average over those seeds).
         """
         last = (
             self.phase.last[-1] if isinstance(self.phase.last, nn.Sequential) else self.phase.last

@@ -5,7 +5,7 @@ channel that it saw in training: the training scan's, mixed with the thinned (lo
 copies that dose augmentation feeds it. Re-estimating them from the scan being reconstructed
 (AdaBN, Li et al. 2016) costs a forward pass over a sample of its patterns and no training.
 It is not the default: the scan's statistics also carry what differs in its object (its
-phase contrast, say), which the adaptation normalises away. Measured on the panel (README,
+phase contrast, say), which the adaptation normalises away. Measured on the panel (docs/quality.md,
 "Batch-norm statistics of the scan"), it helped at 100x below the training dose and was mixed
 at the training dose (a natural-image case lost 0.05 phase SSIM). The stored statistics are
 put back afterwards, so the model itself is never changed.

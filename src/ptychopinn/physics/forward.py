@@ -65,8 +65,11 @@ def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
     half = kernel.shape[0] // 2
     lead, (h, w) = x.shape[:-2], x.shape[-2:]
     images = x.reshape(-1, 1, h, w)
-    images = F.conv2d(images, kernel.view(1, 1, 1, -1), padding=(0, half))
-    images = F.conv2d(images, kernel.view(1, 1, -1, 1), padding=(half, 0))
+    # Physics stays in the input's precision: under a bfloat16 autocast the convolutions
+    # would come back in bfloat16, which complex tensors cannot hold.
+    with torch.autocast(x.device.type, enabled=False):
+        images = F.conv2d(images, kernel.view(1, 1, 1, -1), padding=(0, half))
+        images = F.conv2d(images, kernel.view(1, 1, -1, 1), padding=(half, 0))
     return images.reshape(*lead, h, w)
 
 

@@ -4,7 +4,7 @@ Keeping each detected photon with probability ``p`` turns Poisson counts of mean
 Poisson counts of mean ``p·λ``: a measurement of the same object with ``p`` times the
 fluence. Training on thinned copies of some groups shows the network the noise of doses it
 was not measured at, which is what lets a model carry over to a scan of another dose
-(figures: README, *Dose augmentation*).
+(figures: docs/quality.md, "Why one pass per pattern, with dose augmentation").
 """
 
 from __future__ import annotations

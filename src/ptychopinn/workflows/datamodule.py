@@ -50,6 +50,12 @@ def training_labels(data: PtychoData) -> np.ndarray | None:
     return None
 
 
+def _uniform(labels: np.ndarray) -> bool:
+    """Whether every ground-truth pixel holds (nearly) the same complex value."""
+    spread = np.abs(labels - labels.flat[0]).max()
+    return bool(spread <= 1e-6 * max(1.0, float(np.abs(labels.flat[0]))))
+
+
 def groups_for(training: TrainingConfig, n_positions: int) -> int | None:
     """Groups drawn from one scan: ``n_groups`` when set, else ``groups_per_position`` x M,
     at most the scan's distinct groups (a small scan has few, gridsize 1 has M; no warning,
@@ -93,6 +99,14 @@ def make_group_dataset(
             raise DataValidationError(
                 f"{data.source}: supervised training needs ground-truth patches: expected key "
                 "'Y' (M, N, N) or 'objectGuess' (H, W) as a ground truth, found neither"
+            )
+        if _uniform(labels):
+            # Ptychodus' starting guess is 1+0j everywhere: trained on it, the network
+            # learns a flat object without a word.
+            raise DataValidationError(
+                f"{data.source}: supervised training needs a ground-truth object, found one "
+                f"value everywhere ({complex(labels.flat[0]):.3g}); a starting guess is not "
+                "a ground truth (train model_type pinn instead, which needs none)"
             )
     probe = normalise_probe(data.probe, training.model.N) if with_probe else None
     return GroupDataset(data.diffraction, groups, labels, probe), groups

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ptychopinn.data.grouping import group_all_positions
+from ptychopinn.data.npz import MAX_CANVAS_PIXELS
 from ptychopinn.data.types import PtychoData, evenly_spaced_index
 from ptychopinn.errors import ConfigError, DataValidationError
 from ptychopinn.model import scan_statistics
@@ -38,6 +39,8 @@ DOSE_WARN_RATIO = 10.0
 STITCH_BATCH_SIZE = 256
 WEIGHTINGS = ("probe", "uniform", "none")
 _AUTOCAST = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
+#: ExecutionConfig's spellings of the same precisions.
+_AUTOCAST_ALIASES = {"32-true": "32", "bf16-mixed": "bf16", "16-mixed": "16"}
 
 
 @dataclass
@@ -85,12 +88,42 @@ def channels_last(module: nn.Module, enabled: bool = True) -> Iterator[None]:
 
 
 def _autocast(device: torch.device, precision: str):
+    precision = _AUTOCAST_ALIASES.get(precision, precision)
     if precision not in _AUTOCAST:
         raise ConfigError(f"precision: expected one of {sorted(_AUTOCAST)}, found {precision!r}")
     dtype = _AUTOCAST[precision]
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _checked_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device, or one message when torch cannot run there."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ConfigError(
+            f"device: expected 'cpu', 'cuda', 'cuda:N' or 'mps', found {device!r}"
+        ) from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device: {str(device)!r} asked, but torch sees no CUDA GPU here")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device: 'mps' asked, but torch sees no Apple GPU here")
+    return device
+
+
+def _checked_canvas(canvas_shape: tuple[int, int], N: int) -> tuple[int, int]:
+    """A canvas of two whole sizes, each at least one patch, at most MAX_CANVAS_PIXELS."""
+    try:
+        h, w = (int(v) for v in canvas_shape)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"canvas_shape: expected (height, width), found {canvas_shape!r}") from e
+    if min(h, w) < N or h * w > MAX_CANVAS_PIXELS:
+        raise ConfigError(
+            f"canvas_shape: expected each size >= N = {N} and at most {MAX_CANVAS_PIXELS} "
+            f"pixels in all, found {h} x {w}"
+        )
+    return h, w
 
 
 def _gather(diffraction, idx: np.ndarray) -> torch.Tensor:
@@ -181,7 +214,8 @@ def inference_gridsize(model) -> int:
     """The group side used at inference. A per-pattern network reads each pattern alone, so
     it makes one pass per pattern (groups of one); merging each position's group of C
     predictions first would cost C passes per pattern for the same stitched information
-    (README, "Why one pass per pattern"). A grouped network reads its C patterns together."""
+    (docs/quality.md, "Why one pass per pattern"). A grouped network reads its C patterns
+    together."""
     return 1 if model.config.per_pattern_network else model.config.gridsize
 
 
@@ -276,10 +310,10 @@ def reconstruct(
         raise ConfigError(
             f"batch_size, stitch_batch_size: expected >= 1, found {batch_size}, {stitch_batch_size}"
         )
-    device = torch.device(device)
+    device = _checked_device(device)
     tensorflow = model_backend(model) == "tensorflow"
     if tensorflow:
-        if precision != "32":
+        if _AUTOCAST_ALIASES.get(precision, precision) != "32":
             raise ConfigError(
                 f"precision: the tensorflow backend reconstructs in float32 ('32'), "
                 f"found {precision!r}"
@@ -296,7 +330,8 @@ def reconstruct(
     autocast = _autocast(device, precision)
     groups = group_all_positions(data.coords, inference_gridsize(model))
     stitcher_class = _GradientStitcher if gradient_head else _PatchStitcher
-    acc = stitcher_class(canvas_shape or data.canvas_shape(), N, device, weights)
+    canvas = data.canvas_shape() if canvas_shape is None else _checked_canvas(canvas_shape, N)
+    acc = stitcher_class(canvas, N, device, weights)
     offsets = torch.from_numpy(groups.offsets.astype(np.float32))
     anchors = torch.from_numpy(data.coords[groups.indices[:, 0]])
     use_offsets = groups.C > 1

@@ -1,7 +1,7 @@
 """More training objects from the measured one: mirrored copies of its first reconstruction.
 
 A model trained on one scan learns to invert that object's patterns; an unseen object's
-patterns are new to it, and training on several objects is what carries over (README,
+patterns are new to it, and training on several objects is what carries over (docs/quality.md,
 "Training on several scans"). A beamline often has one scan. Its own object, mirrored about
 the scan centre and "measured" again with the same probe, positions and dose (Poisson counts
 drawn afresh), is another object of the same kind at no cost. The copies need the object

@@ -283,6 +283,12 @@ def train(
     (checkpoints in ``output_dir/first_stage``) reconstructs the scans, the second trains the
     returned model on them and their mirrored copies; a checkpoint of either stage resumes.
     """
+    if training.backend != "pytorch":
+        raise ConfigError(
+            f"backend: this function trains the pytorch backend, found {training.backend!r}; "
+            "train the TensorFlow twin with ptychopinn.tf_backend.train.train (or "
+            "ptycho_train --backend tensorflow)"
+        )
     execution = execution or ExecutionConfig()
     output_dir = Path(output_dir or training.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
