@@ -193,3 +193,151 @@ def test_reconstruct_checks_its_device_canvas_and_precision(tiny_scan):
     # ExecutionConfig's spelling of a precision is understood too
     rec = reconstruct(model, tiny_scan, precision="32-true")
     assert np.isfinite(rec.object).all()
+
+
+# --- inputs found by a command-line sweep that ended in tracebacks or misleading results ---
+
+
+def _patched_zip(src, dst, *, method: int | None = None, encrypted: bool = False) -> None:
+    """A copy of a zip whose central-directory entries claim another compression method or
+    the encryption flag (what a foreign or damaged writer can leave)."""
+    import struct
+
+    raw = bytearray(open(src, "rb").read())
+    at = raw.find(b"PK\x01\x02")
+    while at != -1:
+        if encrypted:
+            flags = struct.unpack_from("<H", raw, at + 8)[0]
+            struct.pack_into("<H", raw, at + 8, flags | 1)
+        if method is not None:
+            struct.pack_into("<H", raw, at + 10, method)
+        at = raw.find(b"PK\x01\x02", at + 4)
+    open(dst, "wb").write(bytes(raw))
+
+
+def test_corrupt_npz_members_and_unused_keys(tiny_scan, tmp_path):
+    from ptychopinn.data.npz import load_npz, save_npz
+    from ptychopinn.errors import DataValidationError
+
+    good = save_npz(tiny_scan, tmp_path / "good.npz")
+    for name, kw in [("deflate64", {"method": 9}), ("encrypted", {"encrypted": True})]:
+        bad = tmp_path / f"{name}.npz"
+        _patched_zip(good, bad, **kw)
+        with pytest.raises(DataValidationError, match=f"{name}.npz"):
+            load_npz(bad)
+    # an unused member that could only be unpickled does not make the file unreadable
+    arrays = dict(np.load(good))
+    np.savez(tmp_path / "extra.npz", **arrays, notes=np.array([{"a": 1}], dtype=object))
+    assert load_npz(tmp_path / "extra.npz").n_positions == tiny_scan.n_positions
+
+
+def test_archives_with_corrupt_members_or_nan_weights_are_refused(tiny_scan, tmp_path):
+    import torch
+
+    from ptychopinn.bundle import _require_finite, load_model, save_model
+    from ptychopinn.config import TrainingConfig
+    from ptychopinn.errors import ArchiveError, TrainingDiverged
+    from ptychopinn.model.pinn import PtychoPINN
+
+    model = PtychoPINN(ModelConfig(N=32), tiny_scan.probe, 1.0)
+    training = TrainingConfig(model=ModelConfig(N=32))
+    archive = save_model(model, tmp_path / "ok", training_config=training)
+    _patched_zip(archive, tmp_path / "enc.zip", encrypted=True)
+    with pytest.raises(ArchiveError, match="enc.zip"):
+        load_model(tmp_path / "enc.zip")
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    with pytest.raises(TrainingDiverged, match="not finite"):
+        save_model(model, tmp_path / "nan", training_config=training)
+    assert not (tmp_path / "nan" / "wts.h5.zip").exists()
+    with pytest.raises(ArchiveError, match="NaN/Inf.*diverged"):
+        _require_finite(model.state_dict(), tmp_path / "x.zip")
+
+
+def test_a_diverging_training_stops_with_one_message_and_no_archive(tiny_scan, tmp_path, capsys):
+    from ptychopinn.cli import train as train_cli
+    from ptychopinn.data.npz import save_npz
+
+    scan = save_npz(tiny_scan, tmp_path / "scan.npz")
+    out = tmp_path / "model"
+    code = train_cli.main(
+        ["--train_data_file", str(scan), "--output_dir", str(out), "--nepochs", "2", "--N", "32",
+         "--learning_rate", "1e4", "--torch-logger", "none"]
+    )  # fmt: skip
+    assert code == 2
+    assert "diverged" in capsys.readouterr().err
+    assert not (out / "wts.h5.zip").exists()
+
+
+def test_a_non_finite_reconstruction_is_not_written(tiny_scan, tmp_path):
+    from ptychopinn.errors import DataValidationError
+    from ptychopinn.workflows.infer import Reconstruction
+    from ptychopinn.workflows.outputs import write_outputs
+
+    obj = np.full((72, 72), np.nan, dtype=np.complex64)
+    rec = Reconstruction(
+        object=obj,
+        weights=np.ones((72, 72), np.float32),
+        xcoords=tiny_scan.xcoords,
+        ycoords=tiny_scan.ycoords,
+    )
+    with pytest.raises(DataValidationError, match="NaN/Inf"):
+        write_outputs(rec, tiny_scan, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_evaluate_refuses_unreadable_or_empty_reconstructions(tiny_scan, tmp_path, capsys):
+    from ptychopinn.cli import evaluate as evaluate_cli
+    from ptychopinn.data.npz import save_npz
+
+    truth = save_npz(tiny_scan, tmp_path / "truth.npz")
+    good = tmp_path / "rec.npz"
+    np.savez(good, object=tiny_scan.object, xcoords=tiny_scan.xcoords, ycoords=tiny_scan.ycoords)
+    np.save(tmp_path / "single.npy", tiny_scan.object)
+    bad = {
+        "npy.npz": (tmp_path / "single.npy").read_bytes(),
+        "truncated.npz": good.read_bytes()[: good.stat().st_size // 2],
+        "empty.npz": b"",
+    }
+    for name, content in bad.items():
+        (tmp_path / name).write_bytes(content)
+    np.savez(tmp_path / "strings.npz", object=tiny_scan.object, xcoords=np.array(["a"] * 3))
+    np.savez(tmp_path / "zero.npz", object=0 * tiny_scan.object)
+    for name in [*bad, "strings.npz", "zero.npz"]:
+        code = evaluate_cli.main(
+            ["--reconstruction", str(tmp_path / name), "--ground_truth", str(truth)]
+        )
+        assert code == 2, name
+        assert name in capsys.readouterr().err or name == "zero.npz"
+    # a picture format matplotlib cannot write is refused before the metrics are written
+    metrics = tmp_path / "m.json"
+    code = evaluate_cli.main(
+        ["--reconstruction", str(good), "--ground_truth", str(truth), "--output", str(metrics),
+         "--comparison_plot", str(tmp_path / "plot.foo")]
+    )  # fmt: skip
+    assert code == 2 and not metrics.exists()
+
+
+def test_command_line_checks_before_long_work(tiny_scan, tmp_path, capsys, caplog):
+    from ptychopinn.atomic import atomic_write
+    from ptychopinn.cli import train as train_cli
+    from ptychopinn.data.npz import from_arrays, save_npz
+    from ptychopinn.refine import parse_refine_spec
+
+    scan = save_npz(tiny_scan, tmp_path / "scan.npz")
+    assert simulate_cli.main(["--output", str(tmp_path / "s.npz"), "--nphotons", "1e40"]) == 2
+    assert "nphotons" in capsys.readouterr().err
+    out = tmp_path / "model"
+    code = train_cli.main(
+        ["--train_data_file", str(scan), "--output_dir", str(out), "--do_stitching", "--N", "32"]
+    )
+    assert code == 2 and "test_data_file" in capsys.readouterr().err
+    assert not (out / "wts.h5.zip").exists()
+    with pytest.raises(ConfigError, match="refine"):
+        parse_refine_spec("object:")
+    with pytest.raises(ConfigError, match=str(tmp_path)):
+        atomic_write(tmp_path, lambda tmp: tmp.write_text("x"))
+    d = tiny_scan
+    with caplog.at_level(logging.WARNING, logger="ptychopinn.data.npz"):
+        from_arrays(d.diffraction, 0 * d.xcoords + 36, 0 * d.ycoords + 36, d.probe, object=d.object)
+    assert any("all at one place" in r.getMessage() for r in caplog.records)

@@ -223,10 +223,20 @@ def test_corrupt_file(tmp_path: Path) -> None:
 
 def test_object_array_refused_without_unpickling(tmp_path: Path) -> None:
     a = _arrays()
-    path = _write(tmp_path, **a, evil=np.array([{"x": 1}, None], dtype=object))
-    with pytest.raises(DataValidationError, match=r"key 'evil'.*object array") as info:
+    a["objectGuess"] = np.array([{"x": 1}, None], dtype=object)
+    path = _write(tmp_path, **a)
+    with pytest.raises(DataValidationError, match=r"key 'objectGuess'.*object array") as info:
         load_npz(path)
     assert str(path) in str(info.value)
+
+
+def test_unused_object_array_is_left_unread(tmp_path: Path) -> None:
+    a = _arrays()
+    path = _write(tmp_path, **a, evil=np.array([{"x": 1}, None], dtype=object))
+    assert load_npz(path).n_positions == len(a["xcoords"])
+    del a["diff3d"]
+    with pytest.raises(DataValidationError, match=r"key 'diff3d'.*'evil'"):  # still named
+        load_npz(_write(tmp_path, **a, evil=np.array([{"x": 1}], dtype=object)))
 
 
 def test_missing_diffraction_lists_keys(tmp_path: Path) -> None:

@@ -16,6 +16,21 @@ from typing import Any
 import numpy as np
 
 
+def check_writable(path: str | os.PathLike) -> None:
+    """Refuse, before any long work, a file path that cannot be written: a directory, or
+    one whose nearest existing parent directory is not writable."""
+    from ptychopinn.errors import ConfigError
+
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: expected a file to write, found a directory")
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{path}: cannot be written ({parent} is not a writable directory)")
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` to fill a temporary sibling of ``path``, then rename it to ``path``.
 
@@ -24,6 +39,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     directory. Returns ``path``.
     """
     path = Path(path)
+    if path.is_dir():  # else the rename's error would name the temporary file
+        from ptychopinn.errors import ConfigError
+
+        raise ConfigError(f"{path}: expected a file to write, found a directory")
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}")

@@ -39,7 +39,7 @@ from ptychopinn.config import (
     config_sections,
     from_dict,
 )
-from ptychopinn.errors import ArchiveError
+from ptychopinn.errors import ArchiveError, TrainingDiverged
 from ptychopinn.model.pinn import PtychoPINN
 from ptychopinn.model.state_check import require_matching_state
 from ptychopinn.tf_backend import EXTRA_HINT, model_backend, tensorflow_available
@@ -95,6 +95,13 @@ def intensity_scale_of(model) -> float:
     return float(scale.detach() if hasattr(scale, "detach") else scale)
 
 
+def _finite_weights(model) -> bool:
+    """Whether every weight of either backend's model is finite."""
+    if model_backend(model) == "tensorflow":
+        return all(np.isfinite(a).all() for a in model.weight_arrays().values())
+    return all(bool(torch.isfinite(v).all()) for v in model.state_dict().values())
+
+
 def _weights_member(model) -> tuple[str, bytes]:
     if model_backend(model) == "tensorflow":
         return WEIGHT_MEMBERS["tensorflow"], weights_to_h5_bytes(model.weight_arrays())
@@ -117,6 +124,13 @@ def save_model(
 ) -> Path:
     """Write ``<output_dir>/wts.h5.zip`` atomically and return its path; the model's backend
     (PyTorch or TensorFlow) decides the weights member and the manifest's ``backend``."""
+    scale = intensity_scale_of(model)
+    if not math.isfinite(scale) or not _finite_weights(model):
+        raise TrainingDiverged(
+            f"{Path(output_dir) / ARCHIVE_NAME}: not written: the model's weights or intensity "
+            f"scale ({scale:g}) are not finite; training diverged (lower learning_rate, now "
+            f"{training_config.learning_rate:g}, or check the data's scale)"
+        )
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     weights_name, weights = _weights_member(model)
@@ -133,7 +147,7 @@ def save_model(
         "model_names": MODEL_NAMES,
         "created_by": f"ptychopinn {__version__}",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "intensity_scale": intensity_scale_of(model),
+        "intensity_scale": scale,
         "reference_energy": model.reference_energy,
         "N": model.config.N,
         "gridsize": model.config.gridsize,
@@ -208,7 +222,8 @@ def _read_members(path: Path) -> tuple[dict, dict[str, bytes]]:
                 with zipfile.ZipFile(inner) as izf:
                     return _parse(path, izf)
             return _parse(path, zf)
-    except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
+    # NotImplementedError: an unsupported compression; RuntimeError: an encrypted member.
+    except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError, RuntimeError) as exc:
         raise ArchiveError(
             f"{path}: not a readable model archive (truncated or corrupt zip: {exc})"
         ) from exc
@@ -387,6 +402,20 @@ def _model_arguments(contents: ArchiveContents) -> dict:
     }
 
 
+def _require_finite(weights: dict, path: Path) -> None:
+    """Refuse weights with NaN/Inf: the network would predict NaN everywhere."""
+
+    def finite(v) -> bool:
+        return bool(torch.isfinite(v).all() if torch.is_tensor(v) else np.isfinite(v).all())
+
+    bad = [k for k, v in weights.items() if not finite(v)]
+    if bad:
+        raise ArchiveError(
+            f"{path}: weights.{bad[0]} (and {len(bad) - 1} more) hold NaN/Inf values: the "
+            "training that wrote this archive diverged; train again with a lower learning_rate"
+        )
+
+
 def _pytorch_model(contents: ArchiveContents, device: str | torch.device) -> LoadedModel:
     config = contents.model_config
     N = config.N
@@ -395,6 +424,7 @@ def _pytorch_model(contents: ArchiveContents, device: str | torch.device) -> Loa
     )
     state = contents.torch_state(list(model.state_dict()))
     require_matching_state(model.state_dict(), state, str(contents.path))
+    _require_finite(state, contents.path)
     model.load_state_dict(state)
     model = model.to(torch.device(device)).eval()
     return LoadedModel(model, config, contents.training_config, contents.manifest, contents.path)
@@ -406,7 +436,9 @@ def _tensorflow_model(contents: ArchiveContents) -> LoadedModel:
     config = contents.model_config
     N = config.N
     model = TFPtychoPINN(config, np.ones((N, N), dtype=np.complex64), **_model_arguments(contents))
-    model.load_weight_arrays(contents.tensorflow_weights(), str(contents.path))
+    weights = contents.tensorflow_weights()
+    _require_finite(weights, contents.path)
+    model.load_weight_arrays(weights, str(contents.path))
     return LoadedModel(model, config, contents.training_config, contents.manifest, contents.path)
 
 

@@ -21,5 +21,9 @@ class ArchiveError(PtychoPINNError, ValueError):
     """A model archive is missing, corrupt, tampered with or incompatible."""
 
 
+class TrainingDiverged(PtychoPINNError, RuntimeError):
+    """Training produced non-finite weights or losses (a learning rate or data scale far off)."""
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """Training was stopped by the user (Ctrl-C); the message says how to resume."""

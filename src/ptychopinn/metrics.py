@@ -654,6 +654,12 @@ def evaluate_aligned(
     t_norm = float(np.sqrt(np.sum(np.abs(t[m]) ** 2)))
     if not t_norm > 0:
         raise DataValidationError("truth: expected a non-zero object inside the mask")
+    if not np.any(r[m]):
+        # Its phase would be scored as the truth's (no phase to compare), i.e. perfect.
+        raise DataValidationError(
+            "reconstruction: expected a non-zero object inside the scanned region, found zero "
+            "everywhere there (nothing to score)"
+        )
     if align_first:
         aligned, info = align(r, t, mask=m, register=register, phase_ramp=phase_ramp, scale=scale)
     else:
@@ -668,7 +674,9 @@ def evaluate_aligned(
 
     mean_dir = np.angle(np.sum(t[m]))
     ph_t = np.angle(t[box] * np.exp(-1j * mean_dir))
-    ph_r = ph_t + np.angle(aligned[box] * np.conj(t[box]))
+    # Where the reconstruction is zero its phase is undefined: scored as the mean (0), not as
+    # the truth's (angle(0) = 0 would add no difference).
+    ph_r = np.where(aligned[box] != 0, ph_t + np.angle(aligned[box] * np.conj(t[box])), 0.0)
     ph_range = _data_range(ph_t[mb], fallback=2 * np.pi)
 
     rel_err = float(np.sqrt(np.sum(np.abs(aligned[m] - t[m]) ** 2)) / t_norm)

@@ -19,6 +19,22 @@ def _pyplot():
     return plt
 
 
+def check_picture_path(path: str | os.PathLike) -> None:
+    """Refuse, before any work, a picture path whose extension matplotlib cannot write."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    from ptychopinn.errors import ConfigError
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in formats:
+        found = f".{suffix}" if suffix else "no extension"
+        raise ConfigError(
+            f"{path}: expected a picture file ending in one of "
+            f"{', '.join('.' + f for f in sorted(formats))}, found {found}"
+        )
+
+
 def _save(fig, path: Path) -> Path:
     """Write a figure atomically (temporary name, then rename)."""
     try:

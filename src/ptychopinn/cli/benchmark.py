@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ptychopinn.atomic import atomic_savez
+from ptychopinn.atomic import atomic_savez, check_writable
 from ptychopinn.benchmarking.lsqml import (
     NOISE_MODELS,
     LSQMLSettings,
@@ -269,6 +269,8 @@ def _main(argv=None) -> int:
     configure_logging(args.verbose)
     warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
     _check_args(args)
+    if args.json:
+        check_writable(args.json)
     import torch
 
     from ptychopinn.workflows.execution import resolve_device

@@ -30,31 +30,48 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _read_object(path: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if "object" not in z:
-                raise DataValidationError(
-                    f"{path}: key 'object': expected the reconstructed "
-                    f"complex object, found keys {sorted(z.files)}"
-                )
-            return (
-                z["object"],
-                z["xcoords"] if "xcoords" in z else None,
-                z["ycoords"] if "ycoords" in z else None,
+    """The reconstruction's complex object and its positions (when stored), checked."""
+    from ptychopinn.data.npz import read_npz_arrays
+
+    arrays = read_npz_arrays(path, frozenset({"object", "xcoords", "ycoords"}))
+    if arrays.get("object") is None:
+        raise DataValidationError(
+            f"{path}: key 'object': expected the reconstructed complex object, found keys "
+            f"{sorted(arrays)}"
+        )
+    obj = arrays["object"]
+    if obj.ndim != 2 or not np.issubdtype(obj.dtype, np.number):
+        raise DataValidationError(
+            f"{path}: key 'object': expected a 2-D numeric (complex) array, found "
+            f"{obj.dtype} of shape {obj.shape}"
+        )
+    coords = []
+    for key in ("xcoords", "ycoords"):
+        value = arrays.get(key)
+        if value is not None and (value.ndim != 1 or not np.issubdtype(value.dtype, np.number)):
+            raise DataValidationError(
+                f"{path}: key '{key}': expected (M,) numeric positions, found {value.dtype} "
+                f"of shape {value.shape}"
             )
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, DataValidationError):
-            raise
-        raise DataValidationError(f"{path}: not a readable NPZ file ({exc})") from exc
+        coords.append(value)
+    return obj, coords[0], coords[1]
 
 
 def _main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
+    from ptychopinn.atomic import check_writable
     from ptychopinn.data.ptychodus_files import load_scan
     from ptychopinn.metrics import evaluate_aligned
     from ptychopinn.workflows.outputs import write_json
 
+    for path in (args.output, args.comparison_plot):
+        if path:
+            check_writable(path)
+    if args.comparison_plot:
+        from ptychopinn.plotting import check_picture_path
+
+        check_picture_path(args.comparison_plot)
     obj, x, y = _read_object(args.reconstruction)
     truth_data = load_scan(args.ground_truth)
     if truth_data.object is None:

@@ -103,6 +103,18 @@ def _main(argv=None) -> int:
 
     spec = parse_refine_spec(args.refine)
     object_settings = refine_settings(args)
+    ignored = [
+        f"--{REFINE_PREFIX}{name}"
+        for name in collect(
+            args, args._refine_names, cls=type(object_settings), prefix=REFINE_PREFIX
+        )
+    ]
+    if ignored and (spec is None or spec.method != "object"):
+        logging.getLogger(__name__).warning(
+            "%s: ignored; these settings apply to --refine object:K, found --refine %s",
+            ", ".join(ignored),
+            args.refine or "none",
+        )
     execution = load_execution_config(args.config, execution_overrides(args))
     device = resolve_device(execution.accelerator)
     loaded = load_for_backend(config.model_path, config.backend, device=device)

@@ -98,6 +98,11 @@ def _main(argv=None) -> int:
             "train_data_file: expected a path to an NPZ file, or several (--train_data_file "
             "a.npz b.npz, or the YAML), found none"
         )
+    if args.do_stitching and not training.test_data_file:
+        raise ConfigError(
+            "--do_stitching: expected test_data_file (the scan to reconstruct after training), "
+            "found none"
+        )
     from ptychopinn.workflows.lock import output_dir_lock
 
     with output_dir_lock(training.output_dir):

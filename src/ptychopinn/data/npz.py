@@ -71,8 +71,30 @@ def _describe(arr: np.ndarray) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    """Read every array of an NPZ file without ever unpickling anything."""
+#: What a corrupt zip member raises when read: besides the usual I/O errors, an unsupported
+#: compression (NotImplementedError), an encrypted member (RuntimeError) and a header that
+#: claims an impossible shape (MemoryError).
+_CORRUPT_MEMBER_ERRORS = (
+    OSError,
+    EOFError,
+    zipfile.BadZipFile,
+    zlib.error,
+    NotImplementedError,
+    RuntimeError,
+    MemoryError,
+)
+
+
+def read_npz_arrays(path: str | os.PathLike, keys: frozenset[str] | None = None) -> dict:
+    """The arrays ``keys`` (all when None) of an NPZ file, never unpickling anything; any
+    unreadable file or member becomes one :class:`DataValidationError` naming it."""
+    return _read_npz(Path(path), keys)
+
+
+def _read_npz(path: Path, keys: frozenset[str] | None = _KNOWN_KEYS) -> dict[str, Any]:
+    """Read the arrays ``keys`` of an NPZ file without ever unpickling anything. Other
+    members are named (value None) but left unread, so an unused member cannot make the
+    file unreadable."""
     source = str(path)
     if not path.exists():
         raise DataValidationError(f"{source}: expected an existing NPZ file, found no such file")
@@ -91,7 +113,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         )
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except (ValueError, *_CORRUPT_MEMBER_ERRORS) as exc:
         raise DataValidationError(
             f"{source}: expected a readable NPZ (zip) archive, found an unreadable or corrupt "
             f"file ({exc})"
@@ -103,6 +125,10 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {}
     with loaded:
         for key in loaded.files:
+            if keys is not None and key not in keys:
+                logger.debug("%s: ignoring key '%s'", source, key)
+                arrays[key] = None  # named in messages, never read
+                continue
             try:
                 arrays[key] = loaded[key]
             except ValueError as exc:
@@ -114,8 +140,13 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
                         "an object array (refused: loading it would unpickle code)",
                     ) from exc
                 raise _error(source, key, "a readable array", f"a corrupt member ({exc})") from exc
-            except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-                raise _error(source, key, "a readable array", f"a corrupt member ({exc})") from exc
+            except _CORRUPT_MEMBER_ERRORS as exc:
+                raise _error(
+                    source,
+                    key,
+                    "a readable array",
+                    f"a corrupt member ({type(exc).__name__}: {exc})",
+                ) from exc
     return arrays
 
 
@@ -294,8 +325,6 @@ def _convert(
     obj = arrays.get("objectGuess")
     if obj is not None:
         obj = _as_array(obj, source, "objectGuess").astype(np.complex64)
-    for extra in sorted(set(arrays) - _KNOWN_KEYS):
-        logger.debug("%s: ignoring key '%s'", source, extra)
     return PtychoData(
         diffraction=amplitude,
         xcoords=xcoords,
@@ -408,6 +437,7 @@ def _validate(
         _check_values(np.asarray(data.labels), source, "Y")
     if data.object is None:
         _check_extent(data, source)
+    _check_span(data, source)
     _check_canvas(data, source, allow_outside)
 
 
@@ -417,23 +447,27 @@ def _check_signal(diff: np.ndarray, source: str, key: str) -> None:
         raise _error(source, key, "diffraction patterns with some signal", "all zeros")
 
 
-def _check_extent(data: PtychoData, source: str) -> None:
-    """Without ``objectGuess`` the canvas is sized from the positions: refuse extents no
-    object pixel grid has (coordinates in metres or micrometres), move positions whose
-    patches reach below 0 onto the canvas (with a warning), and warn about a scan that spans
-    less than a pixel."""
-    half = (data.N - 1) / 2
-    x, y = np.asarray(data.xcoords), np.asarray(data.ycoords)
-    span_x, span_y = float(np.ptp(x)), float(np.ptp(y))
+def _check_span(data: PtychoData, source: str) -> None:
+    """Warn about a scan of several positions that spans less than a pixel: its patterns see
+    one spot of the object, and nothing overlaps to reconstruct from."""
+    span_x, span_y = float(np.ptp(data.xcoords)), float(np.ptp(data.ycoords))
     if data.n_positions > 1 and max(span_x, span_y) < 1.0:
         logger.warning(
             "%s: the %d scan positions span %.3g x %.3g px in all: are 'xcoords'/'ycoords' "
-            "in metres instead of object pixels?",
+            "in metres instead of object pixels, or all at one place?",
             source,
             data.n_positions,
             span_x,
             span_y,
         )
+
+
+def _check_extent(data: PtychoData, source: str) -> None:
+    """Without ``objectGuess`` the canvas is sized from the positions: refuse extents no
+    object pixel grid has (coordinates in metres or micrometres), move positions whose
+    patches reach below 0 onto the canvas (with a warning)."""
+    half = (data.N - 1) / 2
+    x, y = np.asarray(data.xcoords), np.asarray(data.ycoords)
     shift_x = max(0.0, float(np.ceil(half - x.min())))
     shift_y = max(0.0, float(np.ceil(half - y.min())))
     if shift_x or shift_y:

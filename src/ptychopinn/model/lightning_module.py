@@ -18,6 +18,7 @@ from ptychopinn.config import (
     from_dict,
     migrate_sections,
 )
+from ptychopinn.errors import TrainingDiverged
 from ptychopinn.model import schedule
 from ptychopinn.model.pinn import PtychoPINN
 from ptychopinn.model.state_check import require_matching_state
@@ -111,6 +112,18 @@ class PINNLightningModule(L.LightningModule):
         """Refuse weights of another configuration with one clear message (before Lightning's
         ``load_state_dict`` would fail with a long torch error)."""
         require_matching_state(self.state_dict(), checkpoint.get("state_dict"))
+
+    def on_train_epoch_end(self) -> None:
+        """Stop at the end of the first epoch whose weights are no longer finite: the rest of
+        the run could not recover, and its archive would not load (one sync per epoch)."""
+        finite = torch.stack([torch.isfinite(p).all() for p in self.parameters()]).all()
+        if not bool(finite):
+            raise TrainingDiverged(
+                f"training diverged in epoch {self.current_epoch + 1}: weights or intensity "
+                "scale became NaN/Inf; lower learning_rate (now "
+                f"{self.training_config.learning_rate:g}) or check the data's scale "
+                "(amplitudes = sqrt(photon counts)); no model archive written"
+            )
 
     @property
     def supervised(self) -> bool:

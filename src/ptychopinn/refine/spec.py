@@ -24,10 +24,10 @@ def parse_refine_spec(text: str | None) -> RefineSpec | None:
     """``'object:20'`` -> RefineSpec('object', 20); ``None``/``'none'`` -> None."""
     if text is None or text.strip().lower() in ("", "none", "off"):
         return None
-    method, _, count = text.strip().partition(":")
+    method, colon, count = text.strip().partition(":")
     method = method.lower()
     expected = f"METHOD[:EPOCHS] with METHOD one of {', '.join(METHODS)} (e.g. object:50)"
-    if method not in METHODS:
+    if method not in METHODS or (colon and not count.strip()):
         raise ConfigError(f"--refine: expected {expected}, found {text!r}")
     if not count:
         return RefineSpec(method, DEFAULT_EPOCHS[method])

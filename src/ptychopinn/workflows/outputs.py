@@ -7,8 +7,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ptychopinn.atomic import atomic_savez, atomic_write
 from ptychopinn.data.types import PtychoData
+from ptychopinn.errors import DataValidationError
 from ptychopinn.metrics import evaluate_aligned, scanned_region_mask
 from ptychopinn.plotting import save_comparison, save_object_pictures
 from ptychopinn.workflows.infer import Reconstruction
@@ -85,6 +88,13 @@ def write_outputs(
     ``reconstruction_refined.npz``, ``refined_amplitude.png``, ``metrics_refined.json``, ...
     Returns the metrics (None without ``objectGuess``).
     """
+    bad = int(np.count_nonzero(~np.isfinite(rec.object)))
+    if bad:
+        raise DataValidationError(
+            f"{data.source}: the reconstruction has {bad} NaN/Inf pixel(s) of "
+            f"{rec.object.size}: the network's output for this scan is not finite (amplitudes "
+            "far outside the training data's range?); nothing written"
+        )
     out, names = Path(output_dir), OutputNames(suffix)
     out.mkdir(parents=True, exist_ok=True)
     illuminated = scanned_region_mask(

@@ -197,6 +197,10 @@ def fit_interruptibly(trainer, module, datamodule, resume_from, output_dir) -> N
         raise TrainingInterrupted(
             f"training interrupted at epoch {trainer.current_epoch}{hint}"
         ) from None
+    else:
+        if resume_from and trainer.is_global_zero:
+            # The run finished: an earlier Ctrl-C's checkpoint would only point back in time.
+            (Path(output_dir) / "checkpoints" / "interrupted.ckpt").unlink(missing_ok=True)
     finally:
         signal.signal(signal.SIGINT, handler)  # Lightning leaves SIGINT ignored
         if resume_from:

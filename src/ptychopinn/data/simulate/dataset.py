@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ptychopinn.config import check_choice, check_range, coerce_fields, option
+from ptychopinn.config import MAX_SEED, check_choice, check_range, coerce_fields, option
 from ptychopinn.data.simulate._common import (
     _shape2,
 )
@@ -126,9 +126,10 @@ class SimulationConfig:
         check_range(self, "step", gt=0)
         check_range(self, "n_points", ge=1)
         check_range(self, "jitter", ge=0)
-        check_range(self, "nphotons", gt=0)
-        check_range(self, "seed", ge=0)
-        check_range(self, "object_seed", ge=0)
+        # A pixel's Poisson draw fails beyond ~1e19 counts; 1e15 per pattern is far above
+        # any measured dose (the panel reaches 1e9).
+        check_range(self, "nphotons", gt=0, le=1e15)
+        check_range(self, "seed", "object_seed", ge=0, le=MAX_SEED)
 
 
 def _plain(value: Any) -> Any:
