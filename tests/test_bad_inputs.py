@@ -159,7 +159,9 @@ def test_legacy_grouping_refuses_groups_that_would_not_fit_in_memory(tiny_scan, 
     from ptycho import raw_data
 
     raw = raw_data.RawData(tiny_scan)
-    monkeypatch.setattr(raw_data, "available_memory_bytes", lambda: 2 * 2**20)  # 2 MiB
+    from ptychopinn.workflows import execution
+
+    monkeypatch.setattr(execution, "available_memory_bytes", lambda: 2 * 2**20)  # 2 MiB
     with pytest.raises(ConfigError, match="nsamples.*GiB"):
         raw.generate_grouped_data(32, K=7, nsamples=10**6, gridsize=2)
     assert raw.generate_grouped_data(32, K=7, nsamples=1, gridsize=2)["nn_indices"].shape[1] == 4
@@ -341,3 +343,13 @@ def test_command_line_checks_before_long_work(tiny_scan, tmp_path, capsys, caplo
     with caplog.at_level(logging.WARNING, logger="ptychopinn.data.npz"):
         from_arrays(d.diffraction, 0 * d.xcoords + 36, 0 * d.ycoords + 36, d.probe, object=d.object)
     assert any("all at one place" in r.getMessage() for r in caplog.records)
+
+
+def test_resume_from_a_directory_says_what_to_give(tmp_path):
+    from ptychopinn.errors import ArchiveError
+    from ptychopinn.model.state_check import read_checkpoint
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
+    with pytest.raises(ArchiveError, match=r"expected a checkpoint file.*directory.*last.ckpt"):
+        read_checkpoint(tmp_path)

@@ -25,7 +25,6 @@ from ptychopinn.data.grouping import (
 from ptychopinn.data.npz import load_npz, save_npz
 from ptychopinn.data.types import PtychoData
 from ptychopinn.errors import ConfigError, DataValidationError
-from ptychopinn.workflows.execution import available_memory_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -173,6 +172,8 @@ class RawData:
         C complex patches per group besides (about 16 bytes per pixel in all); the groups are
         capped at the distinct ones, up to C(K-1, C-1) per position.
         """
+        from ptychopinn.workflows.execution import available_memory_bytes
+
         c, m = gridsize**2, self.data.n_positions
         groups = min(nsamples, distinct_groups(m, c, max(K, c)))
         need = 16 * groups * c * self.data.N**2

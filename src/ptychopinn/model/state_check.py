@@ -80,6 +80,12 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict:
     checkpoint with model weights.
     """
     path = Path(path)
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("**/*.ckpt"))[:5]
+        raise ArchiveError(
+            f"{path}: expected a checkpoint file (such as {path / 'checkpoints' / 'last.ckpt'}), "
+            f"found a directory{f' holding {found}' if found else ''}"
+        )
     if not path.is_file():
         raise ArchiveError(f"{path}: checkpoint not found")
     try:
