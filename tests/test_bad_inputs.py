@@ -353,3 +353,17 @@ def test_resume_from_a_directory_says_what_to_give(tmp_path):
     (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
     with pytest.raises(ArchiveError, match=r"expected a checkpoint file.*directory.*last.ckpt"):
         read_checkpoint(tmp_path)
+
+
+def test_a_run_refused_before_writing_leaves_no_directory(tiny_scan, tmp_path, capsys):
+    from ptychopinn.cli import train as train_cli
+    from ptychopinn.data.npz import save_npz
+
+    scan = save_npz(tiny_scan, tmp_path / "scan.npz")
+    out = tmp_path / "model"
+    code = train_cli.main(
+        ["--train_data_file", str(scan), "--output_dir", str(out), "--N", "32",
+         "--resume_from", str(tmp_path / "absent.ckpt")]
+    )  # fmt: skip
+    assert code == 2 and "absent.ckpt" in capsys.readouterr().err
+    assert not out.exists()

@@ -27,9 +27,11 @@ def output_dir_lock(output_dir: str | os.PathLike) -> Iterator[Path]:
         yield Path(output_dir)
         return
     out = Path(output_dir)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     path = out / LOCK_NAME
     fh = open(path, "a+")
+    locked = False
     try:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -40,10 +42,16 @@ def output_dir_lock(output_dir: str | os.PathLike) -> Iterator[Path]:
                 f"output_dir: {out} is in use by another run ({holder}); wait for it or "
                 "choose another --output_dir"
             ) from None
+        locked = True
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()}")
         fh.flush()
         yield out
     finally:
+        if locked and created and [p.name for p in out.iterdir()] == [LOCK_NAME]:
+            # A run that failed before writing anything leaves no empty directory behind.
+            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                out.rmdir()
         fh.close()
