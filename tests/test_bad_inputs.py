@@ -367,3 +367,26 @@ def test_a_run_refused_before_writing_leaves_no_directory(tiny_scan, tmp_path, c
     )  # fmt: skip
     assert code == 2 and "absent.ckpt" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_an_archive_whose_manifest_and_configs_disagree_is_refused(tiny_scan, tmp_path):
+    import json
+    import zipfile
+
+    from ptychopinn.bundle import load_model, save_model
+    from ptychopinn.config import TrainingConfig
+    from ptychopinn.errors import ArchiveError
+    from ptychopinn.model.pinn import PtychoPINN
+
+    model = PtychoPINN(ModelConfig(N=32), tiny_scan.probe, 1.0)
+    archive = save_model(model, tmp_path, training_config=TrainingConfig(model=ModelConfig(N=32)))
+    altered = tmp_path / "altered.zip"
+    with zipfile.ZipFile(archive) as src, zipfile.ZipFile(altered, "w") as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            if name == "manifest.json":
+                data = json.dumps({**json.loads(data), "N": 64}).encode()
+            dst.writestr(name, data)
+    with pytest.raises(ArchiveError, match="N=64.*N=32"):
+        load_model(altered)
+    assert load_model(archive).model.config.N == 32

@@ -376,6 +376,12 @@ def read_archive(path: str | os.PathLike) -> ArchiveContents:
         )
     except (KeyError, ValueError, TypeError) as exc:
         raise ArchiveError(f"{archive}: configs.json is not usable ({exc})") from exc
+    for key in ("N", "gridsize"):  # written from the same model: a difference is tampering
+        if key in manifest and manifest[key] != getattr(model_config, key):
+            raise ArchiveError(
+                f"{archive}: manifest.json says {key}={manifest[key]!r} but configs.json "
+                f"says {key}={getattr(model_config, key)!r}; the archive was altered"
+            )
     backend = manifest["backend"]
     if backend == "tensorflow":
         weights = weights_from_h5_bytes(members[WEIGHT_MEMBERS[backend]], str(archive))
