@@ -390,3 +390,25 @@ def test_an_archive_whose_manifest_and_configs_disagree_is_refused(tiny_scan, tm
     with pytest.raises(ArchiveError, match="N=64.*N=32"):
         load_model(altered)
     assert load_model(archive).model.config.N == 32
+
+
+def test_python_entry_points_name_a_path_given_for_a_scan(tiny_scan, tmp_path):
+    from ptychopinn.bundle import load_model, save_model
+    from ptychopinn.config import TrainingConfig
+    from ptychopinn.model.pinn import PtychoPINN
+    from ptychopinn.workflows.infer import reconstruct
+    from ptychopinn.workflows.train import train
+
+    cfg = TrainingConfig(model=ModelConfig(N=32), nepochs=1)
+    with pytest.raises(ConfigError, match="train_data: expected a loaded scan.*load_npz"):
+        train("scan.npz", cfg, output_dir=tmp_path)
+    with pytest.raises(ConfigError, match="test_data: expected a loaded scan"):
+        train(tiny_scan, cfg, test_data="other.npz", output_dir=tmp_path)
+    model = PtychoPINN(ModelConfig(N=32), tiny_scan.probe, 1.0)
+    with pytest.raises(ConfigError, match="data: expected a loaded scan"):
+        reconstruct(model, "scan.npz")
+    with pytest.raises(ConfigError, match="model: expected a trained model"):
+        reconstruct("model_dir", tiny_scan)
+    save_model(model, tmp_path / "m", training_config=cfg)
+    rec = reconstruct(load_model(tmp_path / "m"), tiny_scan)  # the LoadedModel, given whole
+    assert rec.object.shape == tiny_scan.canvas_shape()

@@ -113,3 +113,17 @@ class PtychoData:
             ycoords_start=self.ycoords_start[index],
             labels=None if self.labels is None else self.labels[index],
         )
+
+
+def require_scan(value: object, name: str) -> PtychoData:
+    """``value`` if it is a loaded scan, else one message saying how to load one (a path
+    given where the scan belongs is the usual slip)."""
+    if not isinstance(value, PtychoData):
+        from ptychopinn.errors import ConfigError
+
+        raise ConfigError(
+            f"{name}: expected a loaded scan (PtychoData: ptychopinn.data.ptychodus_files."
+            f"load_scan(path) or ptychopinn.data.npz.load_npz(path)), found "
+            f"{type(value).__name__} {str(value)[:60]!r}"
+        )
+    return value

@@ -19,16 +19,20 @@ from ptychopinn.config import ExecutionConfig, TrainingConfig
 from ptychopinn.data.grouping import Groups, distinct_groups, group_positions
 from ptychopinn.data.groups_dataset import EpochShuffle, GroupDataset
 from ptychopinn.data.simulate import extract_patches_exact
-from ptychopinn.data.types import PtychoData
+from ptychopinn.data.types import PtychoData, require_scan
 from ptychopinn.errors import ConfigError, DataValidationError
 from ptychopinn.model.pinn import normalise_probe
 
 
 def as_scans(train_data: PtychoData | Sequence[PtychoData]) -> list[PtychoData]:
     """One scan or several, as a non-empty list."""
-    scans = [train_data] if isinstance(train_data, PtychoData) else list(train_data)
+    if isinstance(train_data, PtychoData):
+        return [train_data]
+    scans = list(train_data) if isinstance(train_data, list | tuple) else [train_data]
     if not scans:
         raise ConfigError("train_data: expected at least one training scan, found none")
+    for scan in scans:
+        require_scan(scan, "train_data")
     return scans
 
 

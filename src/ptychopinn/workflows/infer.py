@@ -23,7 +23,7 @@ from torch import nn
 
 from ptychopinn.data.grouping import group_all_positions
 from ptychopinn.data.npz import MAX_CANVAS_PIXELS
-from ptychopinn.data.types import PtychoData, evenly_spaced_index
+from ptychopinn.data.types import PtychoData, evenly_spaced_index, require_scan
 from ptychopinn.errors import ConfigError, DataValidationError
 from ptychopinn.model import scan_statistics
 from ptychopinn.model.pinn import PtychoPINN, mean_pattern_energy
@@ -301,6 +301,16 @@ def reconstruct(
     on CPUs without native bf16).
     ``on_batch(n_done)`` is called after each batch.
     """
+    from ptychopinn.bundle import LoadedModel
+
+    require_scan(data, "data")
+    if isinstance(model, LoadedModel):  # what load_model returns, given whole
+        model = model.model
+    if not hasattr(model, "config"):
+        raise ConfigError(
+            f"model: expected a trained model (ptychopinn.bundle.load_model(path).model or "
+            f"a training result's module.model), found {type(model).__name__}"
+        )
     N = model.config.N
     if data.N != N:
         raise DataValidationError(

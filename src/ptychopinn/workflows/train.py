@@ -18,7 +18,7 @@ import numpy as np
 from ptychopinn.atomic import atomic_write
 from ptychopinn.config import ExecutionConfig, TrainingConfig
 from ptychopinn.data.grouping import Groups
-from ptychopinn.data.types import PtychoData, evenly_spaced_index
+from ptychopinn.data.types import PtychoData, evenly_spaced_index, require_scan
 from ptychopinn.errors import ConfigError, DataValidationError, TrainingInterrupted
 from ptychopinn.model.lightning_module import PINNLightningModule
 from ptychopinn.model.pinn import initial_intensity_scale, mean_pattern_energy, normalise_probe
@@ -258,6 +258,8 @@ def check_scan_sizes(
                 f"config says N={training.model.N}; set N={scan.N} (every training file must "
                 "have the same pattern size)"
             )
+    if test_data is not None:
+        require_scan(test_data, "test_data")
     if test_data is not None and test_data.N != training.model.N:
         raise DataValidationError(
             f"{test_data.source}: validation patterns are {test_data.N}x{test_data.N} but the "
