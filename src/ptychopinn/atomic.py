@@ -16,14 +16,21 @@ from typing import Any
 import numpy as np
 
 
+def _refuse_directory(path: Path) -> Path:
+    """``path``, unless it is a directory (then one message naming it)."""
+    if path.is_dir():
+        from ptychopinn.errors import ConfigError
+
+        raise ConfigError(f"{path}: expected a file to write, found a directory")
+    return path
+
+
 def check_writable(path: str | os.PathLike) -> None:
     """Refuse, before any long work, a file path that cannot be written: a directory, or
     one whose nearest existing parent directory is not writable."""
     from ptychopinn.errors import ConfigError
 
-    path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"{path}: expected a file to write, found a directory")
+    path = _refuse_directory(Path(path))
     parent = path.absolute().parent
     while not parent.exists():
         parent = parent.parent
@@ -38,11 +45,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     from it) and is unique per call; it is removed if ``write`` fails. Creates the parent
     directory. Returns ``path``.
     """
-    path = Path(path)
-    if path.is_dir():  # else the rename's error would name the temporary file
-        from ptychopinn.errors import ConfigError
-
-        raise ConfigError(f"{path}: expected a file to write, found a directory")
+    path = _refuse_directory(Path(path))  # else the rename's error would name the temporary
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}")

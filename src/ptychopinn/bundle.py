@@ -95,11 +95,18 @@ def intensity_scale_of(model) -> float:
     return float(scale.detach() if hasattr(scale, "detach") else scale)
 
 
-def _finite_weights(model) -> bool:
-    """Whether every weight of either backend's model is finite."""
-    if model_backend(model) == "tensorflow":
-        return all(np.isfinite(a).all() for a in model.weight_arrays().values())
-    return all(bool(torch.isfinite(v).all()) for v in model.state_dict().values())
+def _non_finite_keys(weights: dict) -> list[str]:
+    """The keys of ``weights`` (tensors or arrays) that hold NaN/Inf values."""
+
+    def finite(v) -> bool:
+        return bool(torch.isfinite(v).all() if torch.is_tensor(v) else np.isfinite(v).all())
+
+    return [k for k, v in weights.items() if not finite(v)]
+
+
+def _model_weights(model) -> dict:
+    """Either backend's weights by name (TensorFlow arrays, or the PyTorch state dict)."""
+    return model.weight_arrays() if model_backend(model) == "tensorflow" else model.state_dict()
 
 
 def _weights_member(model) -> tuple[str, bytes]:
@@ -125,7 +132,7 @@ def save_model(
     """Write ``<output_dir>/wts.h5.zip`` atomically and return its path; the model's backend
     (PyTorch or TensorFlow) decides the weights member and the manifest's ``backend``."""
     scale = intensity_scale_of(model)
-    if not math.isfinite(scale) or not _finite_weights(model):
+    if not math.isfinite(scale) or _non_finite_keys(_model_weights(model)):
         raise TrainingDiverged(
             f"{Path(output_dir) / ARCHIVE_NAME}: not written: the model's weights or intensity "
             f"scale ({scale:g}) are not finite; training diverged (lower learning_rate, now "
@@ -410,11 +417,7 @@ def _model_arguments(contents: ArchiveContents) -> dict:
 
 def _require_finite(weights: dict, path: Path) -> None:
     """Refuse weights with NaN/Inf: the network would predict NaN everywhere."""
-
-    def finite(v) -> bool:
-        return bool(torch.isfinite(v).all() if torch.is_tensor(v) else np.isfinite(v).all())
-
-    bad = [k for k, v in weights.items() if not finite(v)]
+    bad = _non_finite_keys(weights)
     if bad:
         raise ArchiveError(
             f"{path}: weights.{bad[0]} (and {len(bad) - 1} more) hold NaN/Inf values: the "

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ptychopinn.config import ExecutionConfig
 from ptychopinn.data.grouping import group_all_positions
 from ptychopinn.data.npz import MAX_CANVAS_PIXELS
 from ptychopinn.data.types import PtychoData, evenly_spaced_index, require_scan
@@ -39,8 +40,10 @@ DOSE_WARN_RATIO = 10.0
 STITCH_BATCH_SIZE = 256
 WEIGHTINGS = ("probe", "uniform", "none")
 _AUTOCAST = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
-#: ExecutionConfig's spellings of the same precisions.
-_AUTOCAST_ALIASES = {"32-true": "32", "bf16-mixed": "bf16", "16-mixed": "16"}
+#: ExecutionConfig's spellings of the same precisions ("bf16-mixed" -> "bf16", ...).
+_AUTOCAST_ALIASES = {
+    long: short for short, long in ExecutionConfig._VALUE_ALIASES["precision"].items()
+}
 
 
 @dataclass

@@ -258,9 +258,7 @@ def check_scan_sizes(
                 f"config says N={training.model.N}; set N={scan.N} (every training file must "
                 "have the same pattern size)"
             )
-    if test_data is not None:
-        require_scan(test_data, "test_data")
-    if test_data is not None and test_data.N != training.model.N:
+    if test_data is not None and require_scan(test_data, "test_data").N != training.model.N:
         raise DataValidationError(
             f"{test_data.source}: validation patterns are {test_data.N}x{test_data.N} but the "
             f"model trains on N={training.model.N}; give a validation scan of the same size"
