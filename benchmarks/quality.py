@@ -14,11 +14,14 @@ on that unseen object at another dose (1e4 photons, or 1e6 for a 1e4 case) with 
 retraining. It ends with the mean and the worst case of each row kind. ``--training_scans K``
 trains each case on K objects of its kind instead (the same probe, scan pattern and dose; the
 first is the scored training scan) for ``--epochs / K`` epochs, the same optimiser steps.
+``--panel_nphotons D`` simulates every case at dose D (same objects, probe and scan), so
+that a model trained at 1e4 photons can be set against one trained at 1e6 on the same scans.
 
     python benchmarks/quality.py                       # PINN recipe only (CPU: ~11 min)
     python benchmarks/quality.py --cases pinn supervised mae_low_dose nll_low_dose
     python benchmarks/quality.py --panel               # 7 scan kinds (CPU: ~73 min)
     python benchmarks/quality.py --panel --training_scans 4 --epochs 32
+    python benchmarks/quality.py --panel --panel_cases 0 --panel_nphotons 1e4
 """
 
 from __future__ import annotations
@@ -194,11 +197,19 @@ def run_case(name: str, args: argparse.Namespace) -> list[dict]:
 
 
 def _case_simulation(
-    name: str, *, object_size: int = 256, step: float = 7.0, nphotons: float = 1e6
+    name: str,
+    *,
+    object_size: int = 256,
+    step: float = 7.0,
+    nphotons: float = 1e6,
+    dose: float | None = None,
 ) -> dict:
-    """SimulationConfig fields of panel case ``name``'s training scan (but its seed)."""
+    """SimulationConfig fields of panel case ``name``'s training scan (but its seed);
+    ``dose``: this many photons instead of the case's own (same objects, probe and scan)."""
     sim = dict(N=64, object_size=object_size, step=step, nphotons=nphotons)
     sim.update(PANEL[name].train)
+    if dose is not None:
+        sim["nphotons"] = dose
     return sim
 
 
@@ -234,7 +245,12 @@ def run_panel_case(index: int, name: str, args: argparse.Namespace) -> list[dict
     """Train on one panel scan (and ``--training_scans`` - 1 more of its kind, for
     ``--epochs / --training_scans`` epochs: the same optimiser steps); score the first, the
     unseen object, and that object at another dose."""
-    size = dict(object_size=args.object_size, step=args.step, nphotons=args.nphotons)
+    size = dict(
+        object_size=args.object_size,
+        step=args.step,
+        nphotons=args.nphotons,
+        dose=args.panel_nphotons,
+    )
     scans = panel_scans(index, name, **size)
     training = [scans[0][1], *further_training_scans(index, name, args.training_scans - 1, **size)]
     epochs = max(1, round(args.epochs / len(training)))
@@ -378,6 +394,13 @@ def main() -> None:
     p.add_argument("--object_size", type=int, default=256, help="256 px, step 7: 784 patterns")
     p.add_argument("--step", type=float, default=7.0)
     p.add_argument("--nphotons", type=float, default=1e6)
+    p.add_argument(
+        "--panel_nphotons",
+        type=float,
+        default=None,
+        help="panel: every case's training and unseen scans at this dose instead of its own "
+        "(the same objects, probe and scan; the other-dose scan: 1e4, or 1e6 at 1e4 or below)",
+    )
     p.add_argument("--accelerator", default="cpu")
     p.add_argument("--precision", default=ExecutionConfig().precision, help="(default: auto)")
     p.add_argument("--seed", type=int, default=42, help="training seed (same data)")

@@ -136,8 +136,9 @@ def test_refinement_flags_are_generated_from_its_settings():
 
     parser = inference_cli.build_parser()
     args = parser.parse_args(["--refine_momentum", "0", "--refine_probe", "--refine_seed", "3"])
-    settings = inference_cli.refine_settings(args)
+    settings, given = inference_cli.refine_settings(args)
     assert settings == ObjectRefineSettings(momentum=0.0, refine_probe=True, seed=3)
+    assert sorted(given) == ["--refine_momentum", "--refine_probe", "--refine_seed"]
     flags = {a.dest for a in parser._actions}
     names = [f.name for f in dataclasses.fields(ObjectRefineSettings) if f.name != "epochs"]
     expected = {f"refine_{n}".replace("refine_refine_", "refine_") for n in names}

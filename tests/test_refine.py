@@ -270,6 +270,19 @@ def test_inference_bad_refine_flags(scan_and_model, tmp_path, capsys, argv, expe
     assert not (tmp_path / "o" / "reconstruction.npz").exists()
 
 
+def test_refine_settings_without_object_refinement_are_named_as_ignored(
+    scan_and_model, tmp_path, caplog
+):
+    with caplog.at_level("WARNING", logger="ptychopinn.cli.inference"):
+        code = _infer(scan_and_model, tmp_path / "o", "--refine_momentum", "0", "--refine_probe")
+    assert code == 0 and (tmp_path / "o" / "reconstruction.npz").exists()
+    (warned,) = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
+    flags, reason = warned.split(": ", 1)
+    assert sorted(flags.split(", ")) == ["--refine_momentum", "--refine_probe"]
+    assert reason == "ignored; these settings apply to --refine object:K, found --refine none"
+    assert not (tmp_path / "o" / "reconstruction_refined.npz").exists()
+
+
 def test_time_to_quality_points(small_scan, untrained_model, tmp_path):
     from ptychopinn.benchmarking.time_to_quality import format_curve, plot_curve, time_to_quality
 

@@ -18,6 +18,7 @@ from ptychopinn.cli.config_flags import (
     add_execution_flags,
     collect,
     execution_overrides,
+    prefixed,
 )
 from ptychopinn.config import InferenceConfig, load_execution_config, load_inference_config
 from ptychopinn.errors import ConfigError
@@ -74,11 +75,12 @@ def add_refine_flags(p: argparse.ArgumentParser) -> list[str]:
 
 
 def refine_settings(args: argparse.Namespace):
-    """The object-refinement settings of the command line (checked, one message if bad)."""
+    """The object-refinement settings of the command line (checked, one message if bad) and
+    the ``--refine_*`` flags given for them."""
     from ptychopinn.refine.object import ObjectRefineSettings
 
     given = collect(args, args._refine_names, cls=ObjectRefineSettings, prefix=REFINE_PREFIX)
-    return ObjectRefineSettings(**given)
+    return ObjectRefineSettings(**given), [f"--{prefixed(REFINE_PREFIX, n)}" for n in given]
 
 
 def inference_config(args: argparse.Namespace) -> InferenceConfig:
@@ -102,13 +104,7 @@ def _main(argv=None) -> int:
     from ptychopinn.workflows.train import subsample
 
     spec = parse_refine_spec(args.refine)
-    object_settings = refine_settings(args)
-    ignored = [
-        f"--{REFINE_PREFIX}{name}"
-        for name in collect(
-            args, args._refine_names, cls=type(object_settings), prefix=REFINE_PREFIX
-        )
-    ]
+    object_settings, ignored = refine_settings(args)
     if ignored and (spec is None or spec.method != "object"):
         logging.getLogger(__name__).warning(
             "%s: ignored; these settings apply to --refine object:K, found --refine %s",
