@@ -17,7 +17,7 @@ from ptychopinn.data.simulate import far_field_intensity
 from ptychopinn.errors import ArchiveError, DataValidationError
 from ptychopinn.metrics import evaluate
 from ptychopinn.model.lightning_module import PINNLightningModule
-from ptychopinn.model.network import Generator, SpatialMixing
+from ptychopinn.model.network import Generator, SpatialMixing, UpsampledConv
 from ptychopinn.model.pinn import PtychoPINN
 from ptychopinn.model.state_check import require_matching_state, state_mismatch
 from ptychopinn.workflows import execution as execution_module
@@ -63,6 +63,23 @@ def test_global_mixing_starts_as_identity_and_mixes_all_positions():
     z2[..., 0, 0] += 10.0  # change one position: every position of the output may change
     changed = (mix(z2) - mix(z)).abs()[..., 1:, 1:]
     assert float(changed.max()) > 0
+
+
+@pytest.mark.parametrize("c_out", [1, 3])
+def test_upsampled_conv_is_upsampling_then_convolving(c_out):
+    """The sub-pixel form gives the published layer's output and gradients, edges included."""
+    torch.manual_seed(0)
+    layer = UpsampledConv(5, c_out).double()
+    x = torch.randn(2, 5, 6, 7, dtype=torch.float64, requires_grad=True)
+    direct = layer[1](layer[0](x))
+    assert direct.shape == (2, c_out, 12, 14)
+    fast = layer(x)
+    torch.testing.assert_close(fast, direct, rtol=1e-12, atol=1e-12)
+    probe = torch.randn_like(direct)
+    grads_direct = torch.autograd.grad((direct * probe).sum(), [x, *layer.parameters()])
+    grads_fast = torch.autograd.grad((fast * probe).sum(), [x, *layer.parameters()])
+    for a, b in zip(grads_fast, grads_direct, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
 def test_centre_only_decoder_zero_pads():
