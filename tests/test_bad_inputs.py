@@ -271,6 +271,27 @@ def test_a_diverging_training_stops_with_one_message_and_no_archive(tiny_scan, t
     assert not (out / "wts.h5.zip").exists()
 
 
+def test_divergence_stops_within_the_epoch(tiny_scan, tmp_path):
+    from ptychopinn.config import ExecutionConfig, TrainingConfig
+    from ptychopinn.errors import TrainingDiverged
+    from ptychopinn.workflows.train import train
+
+    training = TrainingConfig(
+        model=ModelConfig(N=32),
+        nepochs=1,
+        batch_size=1,
+        learning_rate=1e4,
+        output_dir=str(tmp_path),
+    )
+    steps_per_epoch = 2 * tiny_scan.n_positions  # two groups per position, one per step
+    execution = ExecutionConfig(accelerator="cpu", logger="none", enable_progress_bar=False)
+    with pytest.raises(TrainingDiverged, match=r"in epoch 1, step (\d+):") as caught:
+        train(tiny_scan, training, execution)
+    step = int(caught.value.args[0].split("step ")[1].split(":")[0])
+    assert step < steps_per_epoch and step % 25 == 0
+    assert not (tmp_path / "wts.h5.zip").exists()
+
+
 def test_a_non_finite_reconstruction_is_not_written(tiny_scan, tmp_path):
     from ptychopinn.errors import DataValidationError
     from ptychopinn.workflows.infer import Reconstruction

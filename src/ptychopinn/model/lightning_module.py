@@ -113,16 +113,27 @@ class PINNLightningModule(L.LightningModule):
         ``load_state_dict`` would fail with a long torch error)."""
         require_matching_state(self.state_dict(), checkpoint.get("state_dict"))
 
+    #: Optimiser steps between checks that the weights are still finite (and at each epoch's
+    #: end): a long epoch stops soon after it diverges, at one device sync per check.
+    DIVERGENCE_CHECK_STEPS = 25
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.global_step % self.DIVERGENCE_CHECK_STEPS == 0:
+            self._stop_if_diverged(f"epoch {self.current_epoch + 1}, step {self.global_step}")
+
     def on_train_epoch_end(self) -> None:
-        """Stop at the end of the first epoch whose weights are no longer finite: the rest of
-        the run could not recover, and its archive would not load (one sync per epoch)."""
+        self._stop_if_diverged(f"epoch {self.current_epoch + 1}")
+
+    def _stop_if_diverged(self, where: str) -> None:
+        """Stop once the weights are no longer finite: the rest of the run could not recover,
+        and its archive would not load. The weights, not the loss, are checked: they are the
+        same on every DDP rank, so all ranks stop together."""
         finite = torch.stack([torch.isfinite(p).all() for p in self.parameters()]).all()
         if not bool(finite):
             raise TrainingDiverged(
-                f"training diverged in epoch {self.current_epoch + 1}: weights or intensity "
-                "scale became NaN/Inf; lower learning_rate (now "
-                f"{self.training_config.learning_rate:g}) or check the data's scale "
-                "(amplitudes = sqrt(photon counts)); no model archive written"
+                f"training diverged in {where}: weights or intensity scale became NaN/Inf; "
+                f"lower learning_rate (now {self.training_config.learning_rate:g}) or check "
+                "the data's scale (amplitudes = sqrt(photon counts)); no model archive written"
             )
 
     @property
