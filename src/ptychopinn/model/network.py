@@ -97,6 +97,8 @@ class UpsampledConv(nn.Sequential):
     """
 
     def __init__(self, c_in: int, c_out: int) -> None:
+        # The Upsample is not called by forward: it keeps the weights at index 1 (the
+        # published layer's archive keys) and spells out the layer forward() is equal to.
         super().__init__(
             nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, padding=1)
         )
