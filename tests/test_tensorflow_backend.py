@@ -237,6 +237,18 @@ def test_dose_augmentation_thins_training_batches_only():
     expected = float(tf.reduce_mean(counts * keep))
     assert np.allclose(thinned.numpy(), np.round(thinned.numpy()))
     assert float(tf.reduce_mean(thinned)) == pytest.approx(expected, rel=0.02)
+    half = Losses(
+        tf_model,
+        TrainingConfig(model=config, output_dir="unused", dose_augmentation=0.5),
+        48,
+    )
+    _, thinned, keep = half.thinned(counts)
+    whole = keep.numpy()[:, 0, 0, 0] == 1.0
+    assert 0 < whole.sum() < len(whole)  # both kinds of group drawn
+    np.testing.assert_array_equal(thinned.numpy()[whole], counts.numpy()[whole])
+    assert float(tf.reduce_mean(thinned)) == pytest.approx(
+        float(tf.reduce_mean(counts * keep)), rel=0.02
+    )
 
 
 def test_batch_norm_in_training_mode_matches_torch():

@@ -221,12 +221,12 @@ class Losses:
         chosen = self.rng.uniform(batch) < cfg.dose_augmentation
         fractions = tf.exp(self.rng.uniform(batch) * math.log(cfg.dose_augmentation_min))
         keep = tf.where(chosen, fractions, tf.ones_like(fractions))[:, None, None, None]
-        whole = tf.maximum(tf.round(counts), 0.0)
-        drawn = self.rng.binomial(
-            tf.shape(whole), counts=whole, probs=tf.broadcast_to(keep, tf.shape(whole)),
-            dtype=tf.float32,
-        )  # fmt: skip
-        counts = tf.where(chosen[:, None, None, None], drawn, counts)
+        # Only the chosen groups are drawn (the others are kept whole): half the draws.
+        rows = tf.where(chosen)
+        whole = tf.maximum(tf.round(tf.gather_nd(counts, rows)), 0.0)
+        probs = tf.broadcast_to(tf.gather_nd(keep, rows), tf.shape(whole))
+        drawn = self.rng.binomial(tf.shape(whole), counts=whole, probs=probs, dtype=tf.float32)
+        counts = tf.tensor_scatter_nd_update(counts, rows, drawn)
         return tf.sqrt(counts / keep), counts, keep
 
     def __call__(self, amplitudes, offsets, probe, labels, training: bool) -> dict:
