@@ -434,3 +434,24 @@ def test_python_entry_points_name_a_path_given_for_a_scan(tiny_scan, tmp_path):
     save_model(model, tmp_path / "m", training_config=cfg)
     rec = reconstruct(load_model(tmp_path / "m"), tiny_scan)  # the LoadedModel, given whole
     assert rec.object.shape == tiny_scan.canvas_shape()
+
+
+def test_divergence_check_runs_once_per_optimiser_step(tiny_scan, tmp_path, monkeypatch):
+    """With gradient accumulation several batches share one optimiser step; the weights are
+    checked once for it, not once per batch."""
+    from ptychopinn.config import TrainingConfig
+    from ptychopinn.model.lightning_module import PINNLightningModule
+    from ptychopinn.workflows.train import train
+
+    checked: list[str] = []
+    monkeypatch.setattr(PINNLightningModule, "_stop_if_diverged", lambda self, w: checked.append(w))
+    training = TrainingConfig(
+        model=ModelConfig(N=32), nepochs=1, batch_size=1, output_dir=str(tmp_path)
+    )
+    execution = ExecutionConfig(
+        accelerator="cpu", logger="none", enable_progress_bar=False, accumulate_grad_batches=4
+    )
+    train(tiny_scan, training, execution)
+    steps = [w for w in checked if "step" in w]
+    assert steps and len(steps) == len(set(steps))  # step 0, 25, ...: each once
+    assert checked[-1] == "epoch 1"

@@ -62,6 +62,7 @@ class PINNLightningModule(L.LightningModule):
             TrainingConfig, {**training_config, "model": model_config}
         )
         self.execution_config: ExecutionConfig = from_dict(ExecutionConfig, execution_config)
+        self._last_checked_step = -1  # the optimiser step the weights were last checked at
         N = self.model_config.N
         if probe is None:  # placeholder until the checkpoint's state dict is loaded
             probe = np.ones((N, N), dtype=np.complex64)
@@ -118,8 +119,11 @@ class PINNLightningModule(L.LightningModule):
     DIVERGENCE_CHECK_STEPS = 25
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.global_step % self.DIVERGENCE_CHECK_STEPS == 0:
-            self._stop_if_diverged(f"epoch {self.current_epoch + 1}, step {self.global_step}")
+        step = self.global_step
+        # Once per optimiser step: with accumulate_grad_batches > 1 several batches share one.
+        if step % self.DIVERGENCE_CHECK_STEPS == 0 and step != self._last_checked_step:
+            self._last_checked_step = step
+            self._stop_if_diverged(f"epoch {self.current_epoch + 1}, step {step}")
 
     def on_train_epoch_end(self) -> None:
         self._stop_if_diverged(f"epoch {self.current_epoch + 1}")
