@@ -7,6 +7,7 @@ import logging
 
 import numpy as np
 import pytest
+import torch
 
 from ptychopinn.bundle import load_model, save_model
 from ptychopinn.config import ModelConfig, TrainingConfig
@@ -170,3 +171,13 @@ def test_amplitudes_that_are_not_counts_turn_dose_augmentation_off(tmp_path, cap
         off = check_dose_augmentation(cfg, [scaled])
     assert off.dose_augmentation == 0.0 and off.model == cfg.model
     assert "not whole photon counts" in caplog.text
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e30])
+def test_a_probe_of_any_overall_scale_normalises(scale):
+    """Float32 sums of squares would underflow/overflow; the normalised probe is the same."""
+    probe = np.exp(1j * np.linspace(0, 3, 32 * 32)).reshape(32, 32) * np.hanning(32)
+    ref = normalise_probe(probe.astype(np.complex64), 32)
+    scaled = normalise_probe((probe * scale).astype(np.complex64), 32)
+    np.testing.assert_allclose(scaled.numpy(), ref.numpy(), rtol=1e-5, atol=1e-6)
+    assert torch.linalg.vector_norm(scaled).item() == pytest.approx(16.0, rel=1e-5)

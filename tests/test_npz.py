@@ -413,6 +413,35 @@ def test_atomic_save_keeps_previous_file_on_failure(tmp_path: Path, monkeypatch)
     assert [p.name for p in tmp_path.iterdir()] == ["x.npz"]
 
 
+def test_atomic_save_writes_through_a_symbolic_link(tmp_path: Path) -> None:
+    """The link stays a link; the file it points at gets the new contents."""
+    a = _arrays()
+    data = from_arrays(a["diff3d"], a["xcoords"], a["ycoords"], a["probeGuess"])
+    (tmp_path / "store").mkdir()
+    real = tmp_path / "store" / "scan.npz"
+    real.write_bytes(b"old")
+    link = tmp_path / "scan.npz"
+    link.symlink_to(real)
+    assert save_npz(data, link) == link
+    assert link.is_symlink() and link.resolve() == real.resolve()
+    assert load_npz(real).n_positions == data.n_positions
+    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["scan.npz"]
+
+
+def test_atomic_save_refuses_a_fifo(tmp_path: Path) -> None:
+    import os
+
+    from ptychopinn.errors import ConfigError
+
+    a = _arrays()
+    data = from_arrays(a["diff3d"], a["xcoords"], a["ycoords"], a["probeGuess"])
+    fifo = tmp_path / "pipe.npz"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="pipe.npz: expected a regular file"):
+        save_npz(data, fifo)
+    assert not fifo.is_file() and fifo.exists()  # still the FIFO
+
+
 # ------------------------------------------------- degenerate values and coordinate units
 
 

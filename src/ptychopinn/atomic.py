@@ -16,13 +16,18 @@ from typing import Any
 import numpy as np
 
 
-def _refuse_directory(path: Path) -> Path:
-    """``path``, unless it is a directory (then one message naming it)."""
-    if path.is_dir():
-        from ptychopinn.errors import ConfigError
+def _file_to_write(path: Path) -> Path:
+    """The file ``path`` names: a symbolic link's target (the rename then replaces the
+    target, not the link). Refused with one message naming it: a directory, or anything
+    else that is not a regular file (a device, a FIFO), which a rename would replace."""
+    from ptychopinn.errors import ConfigError
 
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    if target.is_dir():
         raise ConfigError(f"{path}: expected a file to write, found a directory")
-    return path
+    if target.exists() and not target.is_file():
+        raise ConfigError(f"{path}: expected a regular file to write, found a device or FIFO")
+    return target
 
 
 def check_writable(path: str | os.PathLike) -> None:
@@ -30,7 +35,7 @@ def check_writable(path: str | os.PathLike) -> None:
     one whose nearest existing parent directory is not writable."""
     from ptychopinn.errors import ConfigError
 
-    path = _refuse_directory(Path(path))
+    path = _file_to_write(Path(path))
     parent = path.absolute().parent
     while not parent.exists():
         parent = parent.parent
@@ -39,22 +44,26 @@ def check_writable(path: str | os.PathLike) -> None:
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
-    """Call ``write(tmp)`` to fill a temporary sibling of ``path``, then rename it to ``path``.
+    """Call ``write(tmp)`` to fill a temporary sibling of ``path``, then rename it to ``path``
+    (to its target if ``path`` is a symbolic link: the link stays and points at the new file).
 
     The temporary name keeps the target's suffix (writers such as matplotlib pick the format
     from it) and is unique per call; it is removed if ``write`` fails. Creates the parent
     directory. Returns ``path``.
     """
-    path = _refuse_directory(Path(path))  # else the rename's error would name the temporary
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}")
+    path = Path(path)
+    target = _file_to_write(path)  # else the rename's error would name the temporary
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(target)
+    tmp = target.with_name(
+        f".{target.stem}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp{target.suffix}"
+    )
     try:
         write(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _fsync_directory(path.parent)  # the rename itself survives a power cut
+        os.replace(tmp, target)
+        _fsync_directory(target.parent)  # the rename itself survives a power cut
     finally:
         tmp.unlink(missing_ok=True)
     return path

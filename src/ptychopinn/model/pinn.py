@@ -31,11 +31,14 @@ OVERLAP_WEIGHT_FLOOR = 1e-3
 
 def normalise_probe(probe: np.ndarray | Tensor, N: int) -> Tensor:
     """Complex64 probe scaled to ``||P||_2 = N/2`` (the network's fixed illumination energy)."""
-    p = torch.as_tensor(np.asarray(probe), dtype=torch.complex64)
-    norm = torch.linalg.vector_norm(p)
-    if not torch.isfinite(norm) or norm <= 0:
+    # Float64 and scaled by its peak first: a probe of any overall scale (1e-30, 1e30)
+    # normalises, where a float32 sum of squares would underflow or overflow.
+    p = torch.as_tensor(np.asarray(probe)).to(torch.complex128)
+    peak = p.abs().max() if p.numel() else torch.zeros((), dtype=torch.float64)
+    if not torch.isfinite(peak) or peak <= 0:
         raise ValueError("probe has zero or non-finite energy")
-    return p * (N / 2) / norm
+    p = p / peak
+    return (p * (N / 2) / torch.linalg.vector_norm(p)).to(torch.complex64)
 
 
 def mean_pattern_energy(amplitudes, max_patterns: int | None = 4096) -> float:
