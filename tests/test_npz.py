@@ -110,6 +110,15 @@ def test_legacy_layout_transposed_with_warning(tmp_path: Path) -> None:
     np.testing.assert_array_equal(data.diffraction, a["diff3d"])
 
 
+def test_non_square_patterns_of_as_many_positions_as_rows_are_not_legacy(tmp_path: Path) -> None:
+    """(M, M, K) with M positions is M non-square patterns, not the (N, N, M) layout."""
+    a = _arrays()
+    rows = np.zeros((M, M, M - 1), np.float32)
+    path = _write(tmp_path, **{**a, "diff3d": rows})
+    with pytest.raises(DataValidationError, match=r"'diff3d': expected square patterns"):
+        load_npz(path)
+
+
 def test_multimode_probe_uses_mode_zero(tmp_path: Path) -> None:
     a = _arrays()
     modes = np.stack([a["probeGuess"], 2 * a["probeGuess"], 3 * a["probeGuess"]])

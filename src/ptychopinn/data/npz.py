@@ -162,13 +162,19 @@ def _as_array(value: Any, source: str, key: str) -> np.ndarray:
     return arr
 
 
-def _diffraction_stack(raw: np.ndarray, source: str, key: str) -> np.ndarray:
-    """Return the stack as (M, N, N), transposing the legacy (N, N, M) layout."""
+def _diffraction_stack(
+    raw: np.ndarray, source: str, key: str, positions: int | None = None
+) -> np.ndarray:
+    """Return the stack as (M, N, N), transposing the legacy (N, N, M) layout.
+
+    ``positions`` (the number of x coordinates, if known) tells the legacy layout from
+    non-square patterns of a scan with as many positions as pattern rows."""
     if raw.dtype.kind not in "iuf":
         raise _error(source, key, "a real-valued (M, N, N) array", _describe(raw))
     if raw.ndim != 3:
         raise _error(source, key, "a 3-D (M, N, N) stack of square patterns", _describe(raw))
-    if raw.shape[0] == raw.shape[1] != raw.shape[2]:
+    legacy = positions is None or positions != raw.shape[0] or positions == raw.shape[2]
+    if raw.shape[0] == raw.shape[1] != raw.shape[2] and legacy:
         warnings.warn(
             f"{source}: key '{key}': legacy (N, N, M) layout {raw.shape} transposed to "
             f"(M, N, N) = {(raw.shape[2], raw.shape[0], raw.shape[1])}",
@@ -308,7 +314,9 @@ def _convert(
             "diffraction patterns under 'diff3d' or 'diffraction'",
             f"only keys {sorted(arrays)}",
         )
-    raw = _diffraction_stack(_as_array(arrays[key], source, key), source, key)
+    xcoords = arrays.get("xcoords")
+    positions = None if xcoords is None else int(np.size(xcoords))
+    raw = _diffraction_stack(_as_array(arrays[key], source, key), source, key, positions)
     if check_values:
         _check_values(raw, source, key, nonnegative=True)
     kind, reason = _resolve_kind(raw, diffraction_kind, _metadata_kind(arrays, source), source, key)
