@@ -417,6 +417,17 @@ def test_evaluate_scores_a_reconstruction(workdir, tmp_path, capsys):
         capsys,
     )
     assert code == 2 and "'object'" in err
+    placeholder = tmp_path / "placeholder.npz"
+    arrays = dict(np.load(workdir / "test.npz"))
+    arrays["objectGuess"] = np.zeros_like(arrays["objectGuess"])
+    np.savez(placeholder, **arrays)
+    code, err = _run(
+        evaluate_cli.main,
+        ["--reconstruction", str(recon), "--ground_truth", str(placeholder)],
+        capsys,
+    )
+    assert code == 2
+    assert "placeholder.npz: key 'objectGuess': expected the ground truth object" in err
 
 
 INTERRUPT_SCRIPT = """

@@ -119,6 +119,16 @@ def test_non_square_patterns_of_as_many_positions_as_rows_are_not_legacy(tmp_pat
         load_npz(path)
 
 
+def test_an_all_zero_object_is_a_canvas_not_a_truth(tmp_path: Path) -> None:
+    a = _arrays()
+    path = _write(tmp_path, **{**a, "objectGuess": np.zeros_like(a["objectGuess"])})
+    with pytest.warns(UserWarning, match="'objectGuess' is all zeros"):
+        data = load_npz(path)
+    assert data.object.shape == a["objectGuess"].shape
+    assert not data.object_is_truth
+    assert load_npz(_write(tmp_path, "t.npz", **a)).object_is_truth
+
+
 def test_multimode_probe_uses_mode_zero(tmp_path: Path) -> None:
     a = _arrays()
     modes = np.stack([a["probeGuess"], 2 * a["probeGuess"], 3 * a["probeGuess"]])

@@ -224,7 +224,7 @@ def run_pinn(model, data: PtychoData, args, device) -> tuple[np.ndarray, float]:
 def score(obj: np.ndarray, data: PtychoData) -> dict | None:
     from ptychopinn.metrics import evaluate
 
-    if data.object is None:
+    if not data.object_is_truth:
         return None
     return evaluate(obj, data.object, xcoords=data.xcoords, ycoords=data.ycoords, N=data.N)
 

@@ -74,9 +74,11 @@ def _main(argv=None) -> int:
         check_picture_path(args.comparison_plot)
     obj, x, y = _read_object(args.reconstruction)
     truth_data = load_scan(args.ground_truth)
-    if truth_data.object is None:
+    if not truth_data.object_is_truth:
+        found = "none" if truth_data.object is None else "a placeholder (all zeros) or a guess"
         raise DataValidationError(
-            f"{args.ground_truth}: key 'objectGuess': expected the ground truth object, found none"
+            f"{args.ground_truth}: key 'objectGuess': expected the ground truth object, "
+            f"found {found}"
         )
     if x is None:
         x, y = truth_data.xcoords, truth_data.ycoords

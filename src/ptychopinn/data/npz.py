@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ptychopinn.atomic import atomic_savez
-from ptychopinn.data.types import PtychoData, evenly_spaced_index
+from ptychopinn.data.types import OBJECT_IS_TRUTH_KEY, PtychoData, evenly_spaced_index
 from ptychopinn.errors import ConfigError, DataValidationError
 
 logger = logging.getLogger(__name__)
@@ -331,8 +331,21 @@ def _convert(
     xcoords = _vector(arrays, "xcoords", source, np.float64)
     ycoords = _vector(arrays, "ycoords", source, np.float64)
     obj = arrays.get("objectGuess")
+    metadata = {
+        "diffraction_key": key,
+        "input_diffraction_kind": kind,
+        "diffraction_kind_reason": reason,
+    }
     if obj is not None:
         obj = _as_array(obj, source, "objectGuess").astype(np.complex64)
+        if obj.size and not np.any(obj):  # a placeholder: nothing to score against
+            warnings.warn(
+                f"{source}: key 'objectGuess' is all zeros: it sets the object canvas but is "
+                "not used as ground truth (no metrics)",
+                UserWarning,
+                stacklevel=3,
+            )
+            metadata[OBJECT_IS_TRUTH_KEY] = False
     return PtychoData(
         diffraction=amplitude,
         xcoords=xcoords,
@@ -344,11 +357,7 @@ def _convert(
         ycoords_start=_vector(arrays, "ycoords_start", source, np.float64),
         labels=_labels(arrays, source),
         source=source,
-        metadata={
-            "diffraction_key": key,
-            "input_diffraction_kind": kind,
-            "diffraction_kind_reason": reason,
-        },
+        metadata=metadata,
     )
 
 
