@@ -160,9 +160,9 @@ def test_legacy_grouping_refuses_groups_that_would_not_fit_in_memory(tiny_scan, 
     from ptycho import raw_data
 
     raw = raw_data.RawData(tiny_scan)
-    from ptychopinn.workflows import execution
+    from ptychopinn import system_memory
 
-    monkeypatch.setattr(execution, "available_memory_bytes", lambda: 2 * 2**20)  # 2 MiB
+    monkeypatch.setattr(system_memory, "available_memory_bytes", lambda: 2 * 2**20)  # 2 MiB
     with pytest.raises(ConfigError, match="nsamples.*GiB"):
         raw.generate_grouped_data(32, K=7, nsamples=10**6, gridsize=2)
     assert raw.generate_grouped_data(32, K=7, nsamples=1, gridsize=2)["nn_indices"].shape[1] == 4

@@ -511,3 +511,16 @@ def test_simulate_cli_flags_come_from_the_config(tmp_path, capsys):
     assert simulate_cli.main(argv) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["positions"] == 30 and summary["object_shape"] == [64, 80]
+
+
+def test_a_scan_too_large_for_memory_is_refused_before_simulating(monkeypatch):
+    from ptychopinn import system_memory
+
+    monkeypatch.setattr(system_memory, "available_memory_bytes", lambda: 64 * 2**20)  # 64 MiB
+    with pytest.raises(
+        ConfigError, match=r"step / n_points: the scan would have up to \d+ positions"
+    ):
+        simulate_dataset(N=32, object_size=96, step=0.5)
+    with pytest.raises(ConfigError, match="GiB available"):
+        simulate_dataset(N=32, object_size=96, scan_kind="random", n_points=10**6)
+    assert simulate_dataset(N=32, object_size=96, step=8).n_positions > 1  # fits

@@ -172,7 +172,7 @@ class RawData:
         C complex patches per group besides (about 16 bytes per pixel in all); the groups are
         capped at the distinct ones, up to C(K-1, C-1) per position.
         """
-        from ptychopinn.workflows.execution import available_memory_bytes
+        from ptychopinn.system_memory import available_memory_bytes
 
         c, m = gridsize**2, self.data.n_positions
         groups = min(nsamples, distinct_groups(m, c, max(K, c)))

@@ -96,21 +96,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cuda" if acc == "cuda" else acc)
 
 
-def available_memory_bytes() -> int | None:
-    """Memory the system can still give (``MemAvailable`` on Linux; None when unknown)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 class SaveOnInterrupt(cb.Callback):
     """Writes ``interrupted.ckpt`` when training is interrupted (Ctrl-C), not on errors.
 

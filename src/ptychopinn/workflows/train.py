@@ -24,8 +24,9 @@ from ptychopinn.model.lightning_module import PINNLightningModule
 from ptychopinn.model.pinn import initial_intensity_scale, mean_pattern_energy, normalise_probe
 from ptychopinn.model.state_check import read_checkpoint, require_matching_state
 from ptychopinn.physics.thinning import look_like_counts
+from ptychopinn.system_memory import available_memory_bytes
 from ptychopinn.workflows.datamodule import ScanDataModule, as_scans
-from ptychopinn.workflows.execution import available_memory_bytes, build_trainer, resolve_device
+from ptychopinn.workflows.execution import build_trainer, resolve_device
 
 log = logging.getLogger(__name__)
 

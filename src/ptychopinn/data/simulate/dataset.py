@@ -141,6 +141,40 @@ def _plain(value: Any) -> Any:
     return value
 
 
+#: Bytes held per pattern pixel while simulating: the exact patches and the exit waves
+#: (complex64 each), counts and amplitudes (float32 each), and a margin for temporaries.
+SIMULATION_BYTES_PER_PIXEL = 32
+
+
+def _positions_at_most(cfg: SimulationConfig, object_shape: tuple[int, ...]) -> int:
+    """An upper bound of the scan's positions, known before any is made (as
+    :func:`make_scan` counts them): ``n_points`` (a random scan takes it whole), or a
+    ``step`` grid over the range where patches fit, capped by ``n_points``."""
+    step = cfg.step if cfg.step is not None or cfg.n_points is not None else cfg.N / 8
+    if cfg.n_points and (cfg.scan_kind == "random" or step is None):
+        return int(cfg.n_points)
+    if step is None or not step > 0:
+        return 1
+    h, w = (max(size - cfg.N + 1, 1) for size in object_shape[:2])
+    grid = (h / step + 1) * (w / step + 1)
+    return int(min(grid, cfg.n_points)) if cfg.n_points else int(grid)
+
+
+def _check_memory(positions: int, N: int) -> None:
+    """Refuse, before any allocation, a scan whose arrays would not fit in memory."""
+    from ptychopinn import system_memory
+
+    need = SIMULATION_BYTES_PER_PIXEL * positions * N * N
+    available = system_memory.available_memory_bytes()
+    if available is not None and need > available / 2:
+        raise ConfigError(
+            f"step / n_points: the scan would have up to {positions} positions of {N}x{N}, about "
+            f"{need / 2**30:.1f} GiB to simulate, more than half of the "
+            f"{available / 2**30:.1f} GiB available; use a larger step, fewer n_points or a "
+            "smaller object_size"
+        )
+
+
 def simulate_dataset(
     cfg: SimulationConfig | None = None,
     *,
@@ -210,6 +244,7 @@ def simulate_dataset(
                 f"probe: expected shape ({n}, {n}) to match N, found {probe.shape}"
             )
 
+    _check_memory(_positions_at_most(cfg, obj.shape), n)
     x, y = make_scan(
         cfg.scan_kind,
         obj.shape,
