@@ -507,3 +507,15 @@ def test_positions_in_the_wrong_unit(tmp_path: Path, caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="ptychopinn.data.npz"):
         load_npz(_write(tmp_path, "m.npz", **{**a, **metres}))
     assert "in metres" in caplog.text
+
+
+def test_a_stray_position_that_stretches_the_canvas_is_named(tmp_path: Path, caplog) -> None:
+    a = _arrays()
+    x, y = a["xcoords"].copy(), a["ycoords"].copy()
+    x[-1] = y[-1] = 500.0
+    with caplog.at_level(logging.WARNING, logger="ptychopinn.data.npz"):
+        load_npz(_write(tmp_path, "ok.npz", **_without_object()))
+        assert "canvas" not in caplog.text
+        load_npz(_write(tmp_path, "far.npz", **_without_object(xcoords=x, ycoords=y)))
+    assert "far.npz: key 'xcoords/ycoords'" in caplog.text
+    assert f"position {M - 1} at (x=500, y=500)" in caplog.text

@@ -512,6 +512,37 @@ def _check_extent(data: PtychoData, source: str) -> None:
             f"{y.max():.4g}] needing a {h} x {w} canvas (wrong unit? convert metres to pixels "
             "by dividing by the object pixel size)",
         )
+    _warn_sparse_canvas(data, source, h, w)
+
+
+#: A canvas more than this many times the area the patterns cover has a stray position.
+SPARSE_CANVAS_RATIO = 50.0
+
+
+def _warn_sparse_canvas(data: PtychoData, source: str, h: int, w: int) -> None:
+    """Warn when a position far from the rest stretches the canvas (one stray coordinate
+    makes the outputs, and the memory to write them, grow with the square of its distance)."""
+    ratio = h * w / (data.n_positions * data.N**2)
+    if ratio <= SPARSE_CANVAS_RATIO:
+        return
+    x, y = np.asarray(data.xcoords), np.asarray(data.ycoords)
+    cx, cy = float(np.median(x)), float(np.median(y))
+    far = int(np.argmax(np.hypot(x - cx, y - cy)))
+    logger.warning(
+        "%s: key 'xcoords/ycoords': the %d x %d px canvas is %.0f times the area the %d "
+        "patterns cover; position %d at (x=%.4g, y=%.4g) lies far from the scan's median "
+        "(%.4g, %.4g): check the coordinates, or give objectGuess to fix the canvas",
+        source,
+        h,
+        w,
+        ratio,
+        data.n_positions,
+        far,
+        x[far],
+        y[far],
+        cx,
+        cy,
+    )
 
 
 def validate_data(data: PtychoData, *, allow_outside: bool = False) -> None:
