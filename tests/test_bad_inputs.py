@@ -455,3 +455,20 @@ def test_divergence_check_runs_once_per_optimiser_step(tiny_scan, tmp_path, monk
     steps = [w for w in checked if "step" in w]
     assert steps and len(steps) == len(set(steps))  # step 0, 25, ...: each once
     assert checked[-1] == "epoch 1"
+
+
+def test_a_diverged_refinement_is_named_as_such(tiny_scan, tmp_path):
+    from ptychopinn.errors import DataValidationError
+    from ptychopinn.workflows.infer import Reconstruction
+    from ptychopinn.workflows.outputs import write_outputs
+
+    rec = Reconstruction(
+        object=np.full((72, 72), np.nan, dtype=np.complex64),
+        weights=np.ones((72, 72), np.float32),
+        xcoords=tiny_scan.xcoords,
+        ycoords=tiny_scan.ycoords,
+    )
+    with pytest.raises(DataValidationError, match="the refinement diverged") as caught:
+        write_outputs(rec, tiny_scan, tmp_path / "out", suffix="_refined")
+    assert "network" not in str(caught.value)
+    assert not (tmp_path / "out").exists()

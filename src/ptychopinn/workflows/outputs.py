@@ -90,10 +90,15 @@ def write_outputs(
     """
     bad = int(np.count_nonzero(~np.isfinite(rec.object)))
     if bad:
+        cause = (
+            "the refinement diverged (amplitudes far from photon counts? a smaller --refine_step)"
+            if suffix
+            else "the network's output for this scan is not finite (amplitudes far outside "
+            "the training data's range?)"
+        )
         raise DataValidationError(
-            f"{data.source}: the reconstruction has {bad} NaN/Inf pixel(s) of "
-            f"{rec.object.size}: the network's output for this scan is not finite (amplitudes "
-            "far outside the training data's range?); nothing written"
+            f"{data.source}: the reconstruction{suffix} has {bad} NaN/Inf pixel(s) of "
+            f"{rec.object.size}: {cause}; reconstruction{suffix} not written"
         )
     out, names = Path(output_dir), OutputNames(suffix)
     out.mkdir(parents=True, exist_ok=True)
