@@ -125,6 +125,15 @@ def test_inference_writes_pictures_npz_and_metrics(workdir, capsys):
     assert summary["positions"] == load_npz(workdir / "test.npz").n_positions
 
 
+def test_an_output_dir_that_is_a_file_is_named(workdir, tmp_path, capsys):
+    in_the_way = tmp_path / "results"
+    in_the_way.write_text("not a directory")
+    argv = ["--model_path", str(workdir / "model"), "--test_data", str(workdir / "test.npz")]
+    code, err = _run(inference_cli.main, [*argv, "--output_dir", str(in_the_way)], capsys)
+    assert code == 2 and f"{in_the_way}: expected a directory" in err and "in the way" in err
+    assert in_the_way.read_text() == "not a directory"
+
+
 def test_inference_subsets(workdir, capsys):
     out = workdir / "infer_sub"
     assert (

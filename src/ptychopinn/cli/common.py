@@ -32,6 +32,13 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv=None) -> in
     except KeyboardInterrupt as exc:
         print(f"{prog}: interrupted{': ' + str(exc) if str(exc) else ''}", file=sys.stderr)
         return 130
+    except (FileExistsError, NotADirectoryError) as exc:  # mkdir where a file is
+        print(
+            f"{prog}: error: {exc.filename}: expected a directory (or a path where one can be "
+            f"made), but a file is in the way ({exc.strerror})",
+            file=sys.stderr,
+        )
+        return 2
     except OSError as exc:  # unwritable output directory, full disk, ...
         print(
             f"{prog}: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
