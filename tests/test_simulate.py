@@ -524,3 +524,17 @@ def test_a_scan_too_large_for_memory_is_refused_before_simulating(monkeypatch):
     with pytest.raises(ConfigError, match="GiB available"):
         simulate_dataset(N=32, object_size=96, scan_kind="random", n_points=10**6)
     assert simulate_dataset(N=32, object_size=96, step=8).n_positions > 1  # fits
+
+
+def test_simulate_cli_refuses_an_unwritable_output_before_simulating(tmp_path, capsys, monkeypatch):
+    from ptychopinn.cli import simulate as simulate_cli
+
+    def never(*args, **kwargs):
+        raise AssertionError("simulated before checking the output")
+
+    monkeypatch.setattr(simulate_cli, "simulate_dataset", never)
+    (tmp_path / "afile").write_text("x")
+    cases = ((tmp_path / "afile" / "s.npz", "cannot be written"), (tmp_path, "a directory"))
+    for output, expected in cases:
+        assert simulate_cli.main(["--output", str(output), "--N", "32"]) == 2
+        assert f"{output}: " in (err := capsys.readouterr().err) and expected in err

@@ -9,6 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
+from ptychopinn.atomic import check_writable
 from ptychopinn.cli.common import configure_logging, run_cli
 from ptychopinn.cli.config_flags import add_config_flags
 from ptychopinn.config import parse_bool
@@ -107,6 +108,8 @@ def _main(argv=None) -> int:
     if args.n_objects > 1:
         check_corpus_objects_differ(cfg, args.n_objects)
     paths = corpus_paths(args.output, args.n_objects)
+    for path in paths:  # before any simulating: a directory or an unwritable place
+        check_writable(path)
     base_seed = cfg.object_seed if cfg.object_seed is not None else cfg.seed
     corpus = Progress(
         list(enumerate(paths)), desc="simulating", unit="scan", enabled=len(paths) > 1
