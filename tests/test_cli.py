@@ -134,6 +134,21 @@ def test_an_output_dir_that_is_a_file_is_named(workdir, tmp_path, capsys):
     assert in_the_way.read_text() == "not a directory"
 
 
+def test_refine_lsqml_without_pty_chi_is_refused_before_reconstructing(
+    workdir, tmp_path, capsys, monkeypatch
+):
+    import ptychopinn.benchmarking as benchmarking
+
+    monkeypatch.setattr(benchmarking, "lsqml_unavailable_reason", lambda: "Pty-Chi is missing")
+    out = tmp_path / "lsqml"
+    argv = ["--model_path", str(workdir / "model"), "--test_data", str(workdir / "test.npz")]
+    code, err = _run(
+        inference_cli.main, [*argv, "--output_dir", str(out), "--refine", "lsqml:2"], capsys
+    )
+    assert code == 2 and "--refine lsqml:2: Pty-Chi is missing" in err
+    assert not out.exists() or not any(out.iterdir())
+
+
 def test_inference_subsets(workdir, capsys):
     out = workdir / "infer_sub"
     assert (

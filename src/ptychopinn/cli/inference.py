@@ -104,6 +104,12 @@ def _main(argv=None) -> int:
     from ptychopinn.workflows.train import subsample
 
     spec = parse_refine_spec(args.refine)
+    if spec is not None and spec.method == "lsqml":
+        from ptychopinn.benchmarking import lsqml_unavailable_reason
+
+        reason = lsqml_unavailable_reason()
+        if reason:  # before any reconstructing: nothing half done
+            raise ConfigError(f"--refine {args.refine}: {reason}")
     object_settings, ignored = refine_settings(args)
     if ignored and (spec is None or spec.method != "object"):
         logging.getLogger(__name__).warning(
