@@ -19,7 +19,9 @@ from ptychopinn.workflows.datamodule import ScanDataModule, groups_for
 @pytest.fixture(scope="module")
 def scans():
     sim = dict(N=32, object_size=64, step=8, nphotons=1e5)
-    return simulate_dataset(seed=1, **sim), simulate_dataset(seed=2, object_seed=5, **sim)
+    # Two probes of different shape (the same probe at another scale normalises to one).
+    other = simulate_dataset(seed=2, object_seed=5, probe_diameter=9.0, **sim)
+    return simulate_dataset(seed=1, **sim), other
 
 
 def _config(**kw) -> TrainingConfig:
