@@ -452,6 +452,14 @@ def test_evaluate_scores_a_reconstruction(workdir, tmp_path, capsys):
     )
     assert code == 2
     assert "placeholder.npz: key 'objectGuess': expected the ground truth object" in err
+    cropped = tmp_path / "cropped.npz"
+    np.savez(cropped, object=load_npz(workdir / "test.npz").object[:-8])
+    code, err = _run(
+        evaluate_cli.main,
+        ["--reconstruction", str(cropped), "--ground_truth", str(workdir / "test.npz")],
+        capsys,
+    )
+    assert code == 2 and f"{cropped} against {workdir / 'test.npz'}: " in err
 
 
 INTERRUPT_SCRIPT = """

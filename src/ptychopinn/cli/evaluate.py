@@ -82,9 +82,14 @@ def _main(argv=None) -> int:
         )
     if x is None:
         x, y = truth_data.xcoords, truth_data.ycoords
-    metrics, aligned, mask = evaluate_aligned(
-        obj, truth_data.object, xcoords=x, ycoords=y, N=truth_data.N
-    )
+    try:
+        metrics, aligned, mask = evaluate_aligned(
+            obj, truth_data.object, xcoords=x, ycoords=y, N=truth_data.N
+        )
+    except DataValidationError as exc:  # shapes or positions that do not go together
+        raise DataValidationError(
+            f"{args.reconstruction} against {args.ground_truth}: {exc}"
+        ) from exc
     if args.output:
         write_json(metrics, args.output)
     if args.comparison_plot:
