@@ -338,6 +338,7 @@ def test_archive_problems_give_clear_errors(workdir, tmp_path, capsys):
         ("tf-weights", manifest_with(backend="tensorflow"), "'weights.h5' is missing"),
         ("version-text", manifest_with(format_version="2"), "positive integer; found '2'"),
         ("hash-list", manifest_with(sha256=["x"]), "'sha256' must be a mapping"),
+        ("no-hashes", manifest_with(sha256={}), "expected the SHA-256 of member 'configs.json'"),
         ("scale-text", manifest_with(intensity_scale="big"), "'intensity_scale' must be a pos"),
         ("scale-negative", manifest_with(intensity_scale=-1.0), "'intensity_scale' must be"),
         ("energy-text", manifest_with(reference_energy="x"), "'reference_energy' must be"),

@@ -310,6 +310,11 @@ def _parse(path: Path, zf: zipfile.ZipFile) -> tuple[dict, dict[str, bytes]]:
         size = sizes.get(name)
         limit = size if isinstance(size, int) and 0 <= size <= MAX_MEMBER_BYTES else None
         data = _read_capped(path, zf, name, MAX_MEMBER_BYTES if limit is None else limit)
+        if not isinstance(hashes.get(name), str):
+            raise ArchiveError(
+                f"{path}: manifest.json 'sha256': expected the SHA-256 of member '{name}', "
+                f"found {hashes.get(name)!r} (an archive not written by save_model, or edited)"
+            )
         if _sha256(data) != hashes.get(name):
             raise ArchiveError(
                 f"{path}: archive member '{name}' does not match its SHA-256 in "
