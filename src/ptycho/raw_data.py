@@ -172,19 +172,17 @@ class RawData:
         C complex patches per group besides (about 16 bytes per pixel in all); the groups are
         capped at the distinct ones, up to C(K-1, C-1) per position.
         """
-        from ptychopinn.system_memory import available_memory_bytes
+        from ptychopinn import system_memory
 
         c, m = gridsize**2, self.data.n_positions
         groups = min(nsamples, distinct_groups(m, c, max(K, c)))
-        need = 16 * groups * c * self.data.N**2
-        available = available_memory_bytes()
-        if available is not None and need > available / 2:
-            raise ConfigError(
-                f"nsamples (NumSamples): {nsamples} asks for {groups} groups of {c} patterns "
-                f"from {m} positions, {need / 2**30:.1f} GiB in memory, more than half of the "
-                f"{available / 2**30:.1f} GiB available; use nsamples <= {m} (every position "
-                "once) or a smaller value"
-            )
+        system_memory.refuse_over_half(
+            16 * groups * c * self.data.N**2,
+            system_memory.available_memory_bytes(),
+            f"nsamples (NumSamples): {nsamples} asks for {groups} groups of {c} patterns "
+            f"from {m} positions,",
+            f"use nsamples <= {m} (every position once) or a smaller value",
+        )
 
     def generate_grouped_data(
         self,

@@ -20,3 +20,17 @@ def available_memory_bytes() -> int | None:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def refuse_over_half(need: int, available: int | None, what: str, advice: str) -> None:
+    """One :class:`~ptychopinn.errors.ConfigError` when ``need`` bytes exceed half of the
+    memory ``available`` (None: unknown, not checked). The message reads ``"{what} {need}
+    GiB in memory, more than half of the {available} GiB available; {advice}"``."""
+    if available is None or need <= available / 2:
+        return
+    from ptychopinn.errors import ConfigError
+
+    raise ConfigError(
+        f"{what} {need / 2**30:.1f} GiB in memory, more than half of the "
+        f"{available / 2**30:.1f} GiB available; {advice}"
+    )

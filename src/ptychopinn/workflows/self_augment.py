@@ -28,9 +28,10 @@ from ptychopinn.data.simulate.diffraction import (
     simulate_diffraction,
 )
 from ptychopinn.data.types import PtychoData, evenly_spaced_index
-from ptychopinn.errors import ConfigError, DataValidationError
+from ptychopinn.errors import DataValidationError
 from ptychopinn.model.pinn import mean_pattern_energy
 from ptychopinn.physics.thinning import look_like_counts
+from ptychopinn.system_memory import refuse_over_half
 
 log = logging.getLogger(__name__)
 
@@ -140,15 +141,13 @@ def check_copies_fit(
     """Refuse, before any training, copies that would take more than half of the memory
     ``available`` (bytes; None: unknown, not checked). With DDP each of the node's
     ``processes`` builds its own copies."""
-    need = processes * copies_bytes(scans, copies)
-    if available is not None and need > 0.5 * available:
-        each = f" ({processes} training processes, each its own copies)" if processes > 1 else ""
-        raise ConfigError(
-            f"self_augmentation: {copies} mirrored copies of the training scan(s) need "
-            f"{need / 2**30:.1f} GiB in memory{each}, more than half of the "
-            f"{available / 2**30:.1f} GiB available; use fewer copies, n_subsample, or "
-            "self_augmentation=0"
-        )
+    each = f" ({processes} training processes, each its own copies)" if processes > 1 else ""
+    refuse_over_half(
+        processes * copies_bytes(scans, copies),
+        available,
+        f"self_augmentation: {copies} mirrored copies of the training scan(s){each} need",
+        "use fewer copies, n_subsample, or self_augmentation=0",
+    )
 
 
 def mirrored_copies(

@@ -149,30 +149,26 @@ SIMULATION_BYTES_PER_PIXEL = 32
 def _positions_at_most(cfg: SimulationConfig, object_shape: tuple[int, ...]) -> int:
     """An upper bound of the scan's positions, known before any is made (as
     :func:`make_scan` counts them): ``n_points`` (a random scan takes it whole), or a
-    ``step`` grid over the range where patches fit, capped by ``n_points``."""
-    step = cfg.step if cfg.step is not None or cfg.n_points is not None else cfg.N / 8
-    if cfg.n_points and (cfg.scan_kind == "random" or step is None):
+    ``step`` grid (default ``N / 8``) over the range where patches fit, capped by
+    ``n_points``."""
+    if cfg.n_points and (cfg.scan_kind == "random" or cfg.step is None):
         return int(cfg.n_points)
-    if step is None or not step > 0:
-        return 1
+    step = cfg.N / 8 if cfg.step is None else cfg.step
     h, w = (max(size - cfg.N + 1, 1) for size in object_shape[:2])
     grid = (h / step + 1) * (w / step + 1)
-    return int(min(grid, cfg.n_points)) if cfg.n_points else int(grid)
+    return int(min(grid, cfg.n_points or grid))
 
 
 def _check_memory(positions: int, N: int) -> None:
     """Refuse, before any allocation, a scan whose arrays would not fit in memory."""
     from ptychopinn import system_memory
 
-    need = SIMULATION_BYTES_PER_PIXEL * positions * N * N
-    available = system_memory.available_memory_bytes()
-    if available is not None and need > available / 2:
-        raise ConfigError(
-            f"step / n_points: the scan would have up to {positions} positions of {N}x{N}, about "
-            f"{need / 2**30:.1f} GiB to simulate, more than half of the "
-            f"{available / 2**30:.1f} GiB available; use a larger step, fewer n_points or a "
-            "smaller object_size"
-        )
+    system_memory.refuse_over_half(
+        SIMULATION_BYTES_PER_PIXEL * positions * N * N,
+        system_memory.available_memory_bytes(),
+        f"step / n_points: the scan would have up to {positions} positions of {N}x{N}, about",
+        "use a larger step, fewer n_points or a smaller object_size",
+    )
 
 
 def simulate_dataset(
