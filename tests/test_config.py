@@ -421,6 +421,18 @@ def test_load_yaml_errors(tmp_path):
         load_config_file(sec)
 
 
+def test_a_key_given_twice_is_refused_with_both_lines(tmp_path):
+    dup = _write(tmp_path, "training:\n  nepochs: 5\n  batch_size: 8\n  nepochs: 7\n", "d.yaml")
+    with pytest.raises(
+        ConfigError, match=r"d\.yaml: invalid YAML at line 4.*'nepochs' given twice.*line 2"
+    ):
+        load_yaml(dup)
+    # The same key in two sections, and a merge key overridden, are not duplicates.
+    ok = "training:\n  seed: 1\nexecution:\n  seed: 2\nb: &b {x: 1, y: 2}\nt:\n  <<: *b\n  x: 5\n"
+    data = load_yaml(_write(tmp_path, ok, "ok.yaml"))
+    assert data["t"] == {"x": 5, "y": 2} and data["execution"] == {"seed": 2}
+
+
 def test_save_yaml_overwrites_atomically(tmp_path):
     path = tmp_path / "c.yaml"
     save_yaml(TrainingConfig(nepochs=1), path)

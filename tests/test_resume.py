@@ -54,6 +54,26 @@ def test_cli_resume_with_too_few_epochs_rewrites_nothing(tiny_scan, tmp_path, ca
     assert (out / "resolved_config.yaml").read_text() == resolved
 
 
+def test_cli_resume_with_other_model_settings_is_refused_and_rewrites_nothing(
+    tiny_scan, tmp_path, capsys
+):
+    """Weights of a per-pattern network fit any gridsize: the settings themselves are checked."""
+    scan = save_npz(tiny_scan, tmp_path / "scan.npz")
+    out = tmp_path / "model"
+    base = ["--train_data_file", str(scan), "--output_dir", str(out), "--N", "32"]
+    quiet = ["--torch-accelerator", "cpu", "--torch-enable-progress-bar", "false"]
+    assert train_cli.main([*base, *quiet, "--nepochs", "1", "--gridsize", "2"]) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    last = out / "checkpoints" / "last.ckpt"
+    code = train_cli.main(
+        [*base, *quiet, "--nepochs", "2", "--gridsize", "1", "--resume_from", str(last)]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "other model settings" in err and "gridsize=2 (this run: 1)" in err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
 def test_validation_scan_of_another_size_is_refused_before_training(tiny_scan, tmp_path):
     other = simulate_dataset(N=64, object_size=96, step=8, nphotons=1e5, seed=1)
     cfg = TrainingConfig(model=ModelConfig(N=32), nepochs=1, output_dir=str(tmp_path))

@@ -138,7 +138,10 @@ def run_training(
 
         check_resume, train = tf_train.check_resume, tf_train.train
     if resume_from:
-        check_resume(resume_from, training.nepochs)
+        if tensorflow:
+            check_resume(resume_from, training.nepochs)
+        else:
+            check_resume(resume_from, training.nepochs, training.model)
     save_config_yaml(
         config_sections(training, execution), out / "resolved_config.yaml", CONFIG_HEADER
     )

@@ -16,7 +16,7 @@ import lightning as L
 import numpy as np
 
 from ptychopinn.atomic import atomic_write
-from ptychopinn.config import ExecutionConfig, TrainingConfig
+from ptychopinn.config import ExecutionConfig, ModelConfig, TrainingConfig, to_dict
 from ptychopinn.data.grouping import Groups
 from ptychopinn.data.types import PtychoData, evenly_spaced_index, require_scan
 from ptychopinn.errors import ConfigError, DataValidationError, TrainingInterrupted
@@ -117,10 +117,12 @@ def check_several_scans(
         )
 
 
-def check_resume(resume_from: str | Path, nepochs: int) -> dict:
+def check_resume(resume_from: str | Path, nepochs: int, model: ModelConfig | None = None) -> dict:
     """The checkpoint to resume from, read safely; refuses ``nepochs`` it has already reached.
 
     ``nepochs`` is the total number of epochs, so it must exceed the checkpoint's epoch.
+    Given ``model``, also refuses a checkpoint trained with other model settings (weights of
+    the same shape can belong to another N or grouping, which would train on silently).
     """
     ckpt = read_checkpoint(resume_from)
     epoch = int(ckpt.get("epoch", 0) or 0)
@@ -129,7 +131,28 @@ def check_resume(resume_from: str | Path, nepochs: int) -> dict:
             f"nepochs: {resume_from} was saved at epoch {epoch + 1}; nepochs is the total "
             f"number of epochs, so ask for more than {epoch + 1} (found {nepochs})"
         )
+    saved = (ckpt.get("hyper_parameters") or {}).get("model_config")
+    if model is not None and isinstance(saved, dict):
+        wanted = to_dict(model)
+        differ = [
+            f"{name}={saved[name]!r} (this run: {wanted[name]!r})"
+            for name in wanted
+            if name in saved and _plain_value(saved[name]) != _plain_value(wanted[name])
+        ]
+        if differ:
+            raise ConfigError(
+                f"resume_from: {resume_from} was trained with other model settings: "
+                f"{', '.join(differ)}; resume with the settings it was trained with (its "
+                "resolved_config.yaml), or train afresh"
+            )
     return ckpt
+
+
+def _plain_value(value: object) -> object:
+    """Tuples and lists compare alike (a YAML round trip turns one into the other)."""
+    if isinstance(value, tuple | list):
+        return [_plain_value(v) for v in value]
+    return value
 
 
 def _read_metrics(path: Path) -> tuple[list[str], list[dict]]:
@@ -178,7 +201,7 @@ def fit_interruptibly(trainer, module, datamodule, resume_from, output_dir) -> N
     earlier: tuple[list[str], list[dict]] = ([], [])
     metrics_csv = Path(output_dir) / "logs" / "metrics.csv"
     if resume_from:
-        ckpt = check_resume(resume_from, trainer.max_epochs)
+        ckpt = check_resume(resume_from, trainer.max_epochs, module.model_config)
         require_matching_state(module.state_dict(), ckpt["state_dict"], str(resume_from))
         earlier = _read_metrics(metrics_csv)
     handler = signal.getsignal(signal.SIGINT)
