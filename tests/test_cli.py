@@ -70,6 +70,16 @@ def test_simulate_writes_contract_npz_and_picture(workdir):
     assert not (workdir / "test.png").exists()
 
 
+def test_simulate_warns_when_the_network_cannot_train_on_its_pattern_size(tmp_path, caplog):
+    args = ["--object_size", "64", "--step", "8", "--nphotons", "1e5", "--picture", "false"]
+    with caplog.at_level("WARNING", logger="ptychopinn.cli.simulate"):
+        assert simulate_cli.main(["--output", str(tmp_path / "a.npz"), "--N", "32", *args]) == 0
+        assert not caplog.records
+        assert simulate_cli.main(["--output", str(tmp_path / "b.npz"), "--N", "31", *args]) == 0
+    assert load_npz(tmp_path / "b.npz").N == 31  # simulated all the same
+    assert "31x31 patterns" in caplog.text and "N of 32, 64, 128, 256 only" in caplog.text
+
+
 def test_train_writes_archive_logs_and_pictures(workdir):
     model_dir = workdir / "model"
     for name in (

@@ -245,6 +245,17 @@ def test_scan_uniform_jitter_inside():
     _assert_inside(x, y, (100, 100), 64, 0)
 
 
+def test_a_jitter_far_beyond_the_scan_says_positions_were_clipped(caplog):
+    with caplog.at_level("WARNING", logger="ptychopinn.data.simulate.scans"):
+        make_scan("raster", (128, 128), 32, step=8.0, jitter=4.0, seed=0)
+        assert not caplog.records  # redraws keep an ordinary jitter inside
+        x, y = make_scan("raster", (128, 128), 32, step=8.0, jitter=1e9, seed=0)
+    _assert_inside(x, y, (128, 128), 32, 0)
+    assert len(caplog.records) == 1
+    message = caplog.records[0].getMessage()
+    assert f"{x.size} of {x.size} positions" in message and "1e+09 px jitter" in message
+
+
 def test_raster_grid_and_counts():
     x, y = make_scan("raster", (256, 256), 64, step=7.0)
     assert x.size == 28 * 28

@@ -12,7 +12,7 @@ from pathlib import Path
 from ptychopinn.atomic import check_writable
 from ptychopinn.cli.common import configure_logging, run_cli
 from ptychopinn.cli.config_flags import add_config_flags
-from ptychopinn.config import parse_bool
+from ptychopinn.config import ModelConfig, parse_bool
 from ptychopinn.data.npz import save_npz
 from ptychopinn.data.simulate import SimulationConfig, simulate_dataset
 from ptychopinn.data.simulate.objects import SEEDED_PATTERNS
@@ -105,6 +105,13 @@ def _main(argv=None) -> int:
         cfg = SimulationConfig(**overrides)
     except TypeError as exc:  # a field this SimulationConfig does not have
         raise ConfigError(str(exc)) from exc
+    if cfg.N not in ModelConfig.ALLOWED_N:
+        log.warning(
+            "N: %dx%d patterns are simulated, but the network trains on N of %s only",
+            cfg.N,
+            cfg.N,
+            ", ".join(map(str, ModelConfig.ALLOWED_N)),
+        )
     if args.n_objects > 1:
         check_corpus_objects_differ(cfg, args.n_objects)
     paths = corpus_paths(args.output, args.n_objects)

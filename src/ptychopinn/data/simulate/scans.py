@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -14,6 +15,10 @@ from ptychopinn.errors import ConfigError
 
 SCAN_KINDS = ("raster", "spiral", "random")
 JITTER_KINDS = ("gaussian", "uniform")
+#: Jittered positions outside the scannable area are drawn again this often, then clipped.
+JITTER_REDRAWS = 20
+
+log = logging.getLogger(__name__)
 
 _GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))
 
@@ -126,14 +131,28 @@ def _apply_jitter(
         return rng.uniform(-jitter, jitter, size)
 
     out = []
+    clipped = np.zeros(x.size, dtype=bool)
     for base, a, b in ((x, lo[0], hi[0]), (y, lo[1], hi[1])):
         v = base + draw(base.size)
-        for _ in range(20):
+        for _ in range(JITTER_REDRAWS):
             bad = (v < a) | (v > b)
             if not bad.any():
                 break
             v[bad] = base[bad] + draw(int(bad.sum()))
+        clipped |= (v < a) | (v > b)
         out.append(np.clip(v, a, b))
+    if clipped.any():
+        log.warning(
+            "jitter: %d of %d positions were still outside the scannable area (%.4g x %.4g px) "
+            "after %d redraws of a %.4g px jitter and were moved to its edge; a jitter below "
+            "the scan step keeps the scan's pattern",
+            int(clipped.sum()),
+            x.size,
+            hi[0] - lo[0],
+            hi[1] - lo[1],
+            JITTER_REDRAWS,
+            jitter,
+        )
     return out[0], out[1]
 
 
