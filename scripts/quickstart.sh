@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-outputs/quickstart}
-EPOCHS=${EPOCHS:-30}
+# EPOCHS=n trains n epochs instead of the recipe's (ptycho_train --help shows its default).
+EPOCH_FLAGS=()
+if [ -n "${EPOCHS:-}" ]; then EPOCH_FLAGS=(--nepochs "$EPOCHS"); fi
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
@@ -15,9 +17,9 @@ mkdir -p "$OUT"
 echo "== simulating training and test scans (64x64 patterns, 1e6 photons)"
 ptycho_simulate --output "$OUT/train.npz" --N 64 --object_size 192 --seed 1
 ptycho_simulate --output "$OUT/test.npz" --N 64 --object_size 192 --seed 1 --object_seed 7
-echo "== training ($EPOCHS epochs on the CPU)"
+echo "== training (the recipe: ptycho_train's defaults, on the CPU)"
 ptycho_train --train_data_file "$OUT/train.npz" --test_data_file "$OUT/test.npz" \
-  --output_dir "$OUT/model" --nepochs "$EPOCHS" --torch-accelerator cpu   # the recipe = the defaults
+  --output_dir "$OUT/model" ${EPOCH_FLAGS[@]+"${EPOCH_FLAGS[@]}"} --torch-accelerator cpu   # the recipe = the defaults
 echo "== reconstructing the training scan and the unseen test scan"
 ptycho_inference --model_path "$OUT/model" --test_data "$OUT/train.npz" --output_dir "$OUT/recon_train"
 ptycho_inference --model_path "$OUT/model" --test_data "$OUT/test.npz" --output_dir "$OUT/recon_test" \
