@@ -54,7 +54,14 @@ def run(k: int, seed: int, args: argparse.Namespace) -> dict:
     for scan in unseen:
         rec = reconstruct(result.module.model, scan)
         scores.append(
-            evaluate(rec.object, scan.object, xcoords=scan.xcoords, ycoords=scan.ycoords, N=args.N)
+            evaluate(
+                rec.object,
+                scan.object,
+                xcoords=scan.xcoords,
+                ycoords=scan.ycoords,
+                N=args.N,
+                probe=scan.probe,
+            )
         )
     m = {key: sum(s[key] for s in scores) / len(scores) for key in ("amp_ssim", "phase_ssim")}
     return {

@@ -39,7 +39,12 @@ def main() -> None:
                 settings = ObjectRefineSettings(epochs=epochs)
                 r = refine_object(flat, scan.probe, scan.diffraction, scan.coords, settings)
                 m = evaluate(
-                    r.object, scan.object, xcoords=scan.xcoords, ycoords=scan.ycoords, N=scan.N
+                    r.object,
+                    scan.object,
+                    xcoords=scan.xcoords,
+                    ycoords=scan.ycoords,
+                    N=scan.N,
+                    probe=scan.probe,
                 )
                 print(
                     f"{names[index]:<38} {label:<15} {epochs:>6} {r.seconds:>6.1f}  "

@@ -74,7 +74,14 @@ class Scan:
 
     def score(self, patches: torch.Tensor, label: str) -> None:
         d = self.data
-        m = evaluate(self.stitch(patches), d.object, xcoords=d.xcoords, ycoords=d.ycoords, N=d.N)
+        m = evaluate(
+            self.stitch(patches),
+            d.object,
+            xcoords=d.xcoords,
+            ycoords=d.ycoords,
+            N=d.N,
+            probe=d.probe,
+        )
         print(f"{label:<38} {m['amp_ssim']:.3f} / {m['phase_ssim']:.3f}", flush=True)
 
     def ramps(self, a: torch.Tensor) -> torch.Tensor:

@@ -130,7 +130,9 @@ def run(frontend: str, seed: int, args: argparse.Namespace) -> dict:
         model.config = dataclasses.replace(model.config, gridsize=1)
     for label, s in scored:
         rec = reconstruct(model, s)
-        m = evaluate(rec.object, s.object, xcoords=s.xcoords, ycoords=s.ycoords, N=args.N)
+        m = evaluate(
+            rec.object, s.object, xcoords=s.xcoords, ycoords=s.ycoords, N=args.N, probe=s.probe
+        )
         row[f"{label}_amp_ssim"] = round(m["amp_ssim"], 3)
         row[f"{label}_phase_ssim"] = round(m["phase_ssim"], 3)
     return row

@@ -41,7 +41,7 @@ from scipy import ndimage
 from ptychopinn.config import ExecutionConfig, ModelConfig, TrainingConfig
 from ptychopinn.data.simulate import simulate_dataset
 from ptychopinn.data.types import PtychoData
-from ptychopinn.metrics import align, evaluate, scanned_region_mask
+from ptychopinn.metrics import align, evaluate, scan_scoring_mask
 from ptychopinn.workflows.infer import reconstruct
 from ptychopinn.workflows.self_augment import stage_epochs
 from ptychopinn.workflows.train import train
@@ -124,13 +124,13 @@ def phase_ssim_without_smooth_error(obj: np.ndarray, scan: PtychoData) -> float:
     A large gain over ``phase_ssim`` says the error lives at scales of several pixels up to
     the probe, which a defocused probe's diffraction encodes weakly, not in fine detail.
     """
-    mask = scanned_region_mask(scan.xcoords, scan.ycoords, scan.N, scan.object.shape)
+    mask = scan_scoring_mask(scan.xcoords, scan.ycoords, scan.N, scan.object.shape, scan.probe)
     aligned, _ = align(obj, scan.object, mask=mask)
     error = np.where(mask, np.angle(aligned * np.conj(scan.object)), 0.0)
     coverage = ndimage.gaussian_filter(mask.astype(np.float64), SMOOTH_ERROR_SIGMA)
     smooth = ndimage.gaussian_filter(error, SMOOTH_ERROR_SIGMA) / np.maximum(coverage, 1e-6)
     corrected = aligned * np.exp(-1j * smooth)
-    m = evaluate(corrected, scan.object, xcoords=scan.xcoords, ycoords=scan.ycoords, N=scan.N)
+    m = evaluate(corrected, scan.object, mask=mask)
     return m["phase_ssim"]
 
 
@@ -271,7 +271,14 @@ def score_rows(
             result.module.model, scan, batch_size=64, adapt_batch_norm=adapt_batch_norm
         )
         infer_s = time.perf_counter() - t0
-        m = evaluate(rec.object, scan.object, xcoords=scan.xcoords, ycoords=scan.ycoords, N=64)
+        m = evaluate(
+            rec.object,
+            scan.object,
+            xcoords=scan.xcoords,
+            ycoords=scan.ycoords,
+            N=64,
+            probe=scan.probe,
+        )
         rows.append(
             {
                 "case": case,

@@ -42,7 +42,14 @@ def run(setting: dict, epochs: int, doses, seeds) -> dict[int, list[tuple[float,
 
                 def on_epoch(epoch, get, seconds, d=d):
                     if epoch in REPORT or epoch == epochs:
-                        m = evaluate(get(), d.object, xcoords=d.xcoords, ycoords=d.ycoords, N=d.N)
+                        m = evaluate(
+                            get(),
+                            d.object,
+                            xcoords=d.xcoords,
+                            ycoords=d.ycoords,
+                            N=d.N,
+                            probe=d.probe,
+                        )
                         points.setdefault(epoch, []).append(
                             (seconds, m["amp_ssim"], m["phase_ssim"])
                         )

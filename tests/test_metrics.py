@@ -237,6 +237,56 @@ def test_scanned_region_mask_even_patch_and_errors():
         metrics.scanned_region_mask([1.0, 2.0], [1.0], 8, (40, 40))
 
 
+def _raster(start: float, stop: float, step: float) -> tuple[np.ndarray, np.ndarray]:
+    g = np.arange(start, stop, step)
+    xs, ys = np.meshgrid(g, g)
+    return xs.ravel(), ys.ravel()
+
+
+def test_illuminated_mask_is_the_summed_probe_intensity_thresholded():
+    from ptychopinn.data.simulate.probes import make_probe
+
+    probe = make_probe(32, kind="disk", diameter=10)
+    xs, ys = _raster(30.0, 70.0, 4.0)
+    xs = xs + 0.3  # off-grid centres are placed rounded, as the threshold is about a band
+    lit = metrics.illuminated_mask(probe, xs, ys, (100, 100))
+    intensity = np.abs(probe) ** 2 / (np.abs(probe) ** 2).max()
+    brute = np.zeros((100, 100))
+    for x, y in zip(xs, ys, strict=True):
+        r, c = int(np.rint(y - 15.5)), int(np.rint(x - 15.5))
+        brute[r : r + 32, c : c + 32] += intensity
+    np.testing.assert_array_equal(lit, brute >= metrics.UNLIT_FRACTION * brute.max())
+    # A 10 px disk in a 32 px window: the scanned region's band beyond the disk is unlit.
+    scanned = metrics.scanned_region_mask(xs, ys, 32, (100, 100))
+    assert lit[50, 50] and scanned[50, 50]
+    assert (scanned & ~lit).sum() > 0.1 * scanned.sum()
+    assert not lit[50, 23] and scanned[50, 23]  # 7 px before the first column of centres
+
+
+def test_scores_leave_out_what_the_probe_never_lit():
+    """A reconstruction right where light fell and empty elsewhere (what stitching gives
+    for a hard-edged probe) scores as right once the probe is given."""
+    from ptychopinn.data.simulate.probes import make_probe
+
+    rng = np.random.default_rng(0)
+    truth = (0.8 + 0.2 * ndimage.gaussian_filter(rng.random((100, 100)), 3)) * np.exp(
+        1j * ndimage.gaussian_filter(rng.standard_normal((100, 100)), 3)
+    )
+    probe = make_probe(32, kind="disk", diameter=10)
+    xs, ys = _raster(30.0, 70.0, 4.0)
+    recon = np.where(metrics.illuminated_mask(probe, xs, ys, truth.shape), truth, 0)
+    without = metrics.evaluate(recon, truth, xcoords=xs, ycoords=ys, N=32)
+    scored = metrics.evaluate(recon, truth, xcoords=xs, ycoords=ys, N=32, probe=probe)
+    assert without["amp_ssim"] < 0.6
+    assert scored["amp_ssim"] > 0.99 and scored["phase_ssim"] > 0.99
+    # A probe lighting its whole window changes nothing.
+    flat = np.ones((32, 32), np.complex64)
+    same = metrics.evaluate(recon * 0 + truth, truth, xcoords=xs, ycoords=ys, N=32, probe=flat)
+    assert same["amp_ssim"] > 0.99
+    with pytest.raises(DataValidationError, match=r"probe: expected an \(N, N\) array"):
+        metrics.illuminated_mask(np.ones(5), xs, ys, truth.shape)
+
+
 # ----------------------------------------------------------------------------- validation
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 from scipy import fft as sfft
-from scipy import ndimage
+from scipy import ndimage, signal
 from skimage.metrics import structural_similarity
 from skimage.registration import phase_cross_correlation
 
@@ -35,6 +35,10 @@ logger = logging.getLogger(__name__)
 PSNR_CAP_DB = 200.0
 #: Smallest bounding box side (pixels) on which SSIM (7x7 window) and FRC are meaningful.
 MIN_BOX = 8
+#: Pixels whose summed probe intensity over the scan is below this fraction of the best-lit
+#: pixel's were not measured (the stitching floor of ``PatchAccumulator`` is the same): a
+#: probe much smaller than its N x N window leaves such a band around the scan.
+UNLIT_FRACTION = 1e-3
 
 _SSIM_WIN = 7
 _ALIGN_ITERS = 5
@@ -210,6 +214,45 @@ def scanned_region_mask(
         )
         return covered
     return eroded
+
+
+def illuminated_mask(
+    probe: Any,
+    xcoords: Any,
+    ycoords: Any,
+    shape: tuple[int, int],
+    *,
+    fraction: float = UNLIT_FRACTION,
+) -> np.ndarray:
+    """Pixels whose probe intensity summed over the scan reaches ``fraction`` of its peak.
+
+    Each position lights its N x N patch (placed as :func:`scanned_region_mask` places it,
+    rounded to whole pixels) with ``|probe|**2``; the sum is one FFT convolution of the
+    positions' histogram with the probe intensity, whatever the number of positions.
+    """
+    intensity = np.abs(np.asarray(probe)) ** 2
+    if intensity.ndim != 2 or intensity.shape[0] != intensity.shape[1]:
+        raise DataValidationError(
+            f"probe: expected an (N, N) array, found shape {tuple(intensity.shape)}"
+        )
+    if not (np.all(np.isfinite(intensity)) and intensity.max() > 0):
+        raise DataValidationError("probe: expected finite values with some intensity")
+    N = intensity.shape[0]
+    h, w = int(shape[0]), int(shape[1])
+    x = np.asarray(xcoords, dtype=np.float64).ravel()
+    y = np.asarray(ycoords, dtype=np.float64).ravel()
+    # Top-left corners, offset by N so that patches hanging over the edge still count.
+    rows = np.rint(y - (N - 1) / 2).astype(np.int64) + N
+    cols = np.rint(x - (N - 1) / 2).astype(np.int64) + N
+    inside = (rows >= 0) & (rows < h + 2 * N) & (cols >= 0) & (cols < w + 2 * N)
+    corners = np.zeros((h + 2 * N, w + 2 * N))
+    np.add.at(corners, (rows[inside], cols[inside]), 1.0)
+    lit = signal.fftconvolve(corners, intensity / intensity.max(), mode="full")
+    lit = lit[N : N + h, N : N + w]
+    peak = float(lit.max()) if lit.size else 0.0
+    if not peak > 0:
+        return np.zeros((h, w), dtype=bool)
+    return lit >= fraction * peak
 
 
 # ----------------------------------------------------------------------------- registration
@@ -588,8 +631,9 @@ def _data_range(values: np.ndarray, fallback: float) -> float:
     return rng if rng > 1e-9 * max(float(np.max(np.abs(values))), 1.0) else fallback
 
 
-def _resolve_mask(mask, xcoords, ycoords, N, shape) -> np.ndarray:
-    """The scoring mask: given, from the scan positions, or the whole image."""
+def _resolve_mask(mask, xcoords, ycoords, N, shape, probe=None) -> np.ndarray:
+    """The scoring mask: given, from the scan positions (and the probe: only lit pixels),
+    or the whole image."""
     if mask is not None:
         return _validate_mask(mask, shape)
     given = [v is not None for v in (xcoords, ycoords, N)]
@@ -598,9 +642,27 @@ def _resolve_mask(mask, xcoords, ycoords, N, shape) -> np.ndarray:
             "xcoords, ycoords, N: a scan mask needs all three, found only "
             + ", ".join(n for n, g in zip(("xcoords", "ycoords", "N"), given, strict=True) if g)
         )
-    if all(given):
-        return scanned_region_mask(xcoords, ycoords, N, shape)
-    return np.ones(shape, dtype=bool)
+    if not all(given):
+        return np.ones(shape, dtype=bool)
+    return scan_scoring_mask(xcoords, ycoords, N, shape, probe)
+
+
+def scan_scoring_mask(
+    xcoords: Any, ycoords: Any, N: int, shape: tuple[int, int], probe: Any = None
+) -> np.ndarray:
+    """Where a scan's reconstruction is scored: :func:`scanned_region_mask`, and with
+    ``probe`` only the pixels it lit (:func:`illuminated_mask`)."""
+    scanned = scanned_region_mask(xcoords, ycoords, N, shape)
+    if probe is None:
+        return scanned
+    scored = scanned & illuminated_mask(probe, xcoords, ycoords, shape)
+    if not scored.any():
+        warnings.warn(
+            "the probe lights none of the scanned region's pixels; scoring the scanned region",
+            stacklevel=3,
+        )
+        return scanned
+    return scored
 
 
 def evaluate(recon: Any, truth: Any, **kw: Any) -> dict[str, float]:
@@ -620,6 +682,7 @@ def evaluate_aligned(
     xcoords: Any = None,
     ycoords: Any = None,
     N: int | None = None,
+    probe: Any = None,
     align_first: bool = True,
     register: bool = True,
     phase_ramp: bool = True,
@@ -627,8 +690,9 @@ def evaluate_aligned(
 ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     """``(scores, aligned reconstruction, mask)`` of a complex reconstruction.
 
-    The mask is ``mask``, else :func:`scanned_region_mask` of the scan positions, else the
-    whole image. After :func:`align` (unless ``align_first=False``):
+    The mask is ``mask``, else :func:`scanned_region_mask` of the scan positions (with
+    ``probe``, only its pixels that the probe lit: :func:`illuminated_mask`), else the whole
+    image. After :func:`align` (unless ``align_first=False``):
 
     - ``amp_ssim``/``amp_psnr``: amplitudes, ``data_range`` = truth amplitude range in mask.
     - ``phase_ssim``/``phase_psnr``: the truth's phase is taken relative to its own
@@ -643,7 +707,7 @@ def evaluate_aligned(
       ``phase_ramp_x``, ``phase_ramp_y`` (rad/px), ``amplitude_scale``.
     """
     r, t = _validate_pair(recon, truth)
-    m = _resolve_mask(mask, xcoords, ycoords, N, t.shape)
+    m = _resolve_mask(mask, xcoords, ycoords, N, t.shape, probe)
     box = _bbox(m)
     bh, bw = box[0].stop - box[0].start, box[1].stop - box[1].start
     if min(bh, bw) < MIN_BOX:

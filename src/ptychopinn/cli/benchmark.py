@@ -226,7 +226,9 @@ def score(obj: np.ndarray, data: PtychoData) -> dict | None:
 
     if not data.object_is_truth:
         return None
-    return evaluate(obj, data.object, xcoords=data.xcoords, ycoords=data.ycoords, N=data.N)
+    return evaluate(
+        obj, data.object, xcoords=data.xcoords, ycoords=data.ycoords, N=data.N, probe=data.probe
+    )
 
 
 def lsqml_settings(args) -> LSQMLSettings:

@@ -84,7 +84,7 @@ def _main(argv=None) -> int:
         x, y = truth_data.xcoords, truth_data.ycoords
     try:
         metrics, aligned, mask = evaluate_aligned(
-            obj, truth_data.object, xcoords=x, ycoords=y, N=truth_data.N
+            obj, truth_data.object, xcoords=x, ycoords=y, N=truth_data.N, probe=truth_data.probe
         )
     except DataValidationError as exc:  # shapes or positions that do not go together
         raise DataValidationError(

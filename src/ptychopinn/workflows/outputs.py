@@ -113,7 +113,12 @@ def write_outputs(
         remove_outputs(out, suffix=suffix, only_metrics=True)
         return None
     metrics, aligned, mask = evaluate_aligned(
-        rec.object, data.object, xcoords=rec.xcoords, ycoords=rec.ycoords, N=data.N
+        rec.object,
+        data.object,
+        xcoords=rec.xcoords,
+        ycoords=rec.ycoords,
+        N=data.N,
+        probe=data.probe,
     )
     write_json(metrics, out / names.metrics)
     if not comparison_plot:
