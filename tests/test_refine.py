@@ -304,3 +304,27 @@ def test_time_to_quality_points(small_scan, untrained_model, tmp_path):
     assert points[2].metrics["amp_ssim"] > points[0].metrics["amp_ssim"]
     assert "object" in format_curve(points)
     assert plot_curve(points, tmp_path / "ttq.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("nphotons", [1e4, 1e6, 1e9])
+def test_the_truth_explains_its_patterns_at_any_dose_and_a_wrong_object_does_not(nphotons):
+    """The data-fit check needs no ground truth: the true object leaves nothing beyond photon
+    noise, whatever the dose; a flat object (the phase missing) leaves a large share."""
+    from ptychopinn.refine.data_fit import POOR_FIT, unexplained_signal
+
+    d = simulate_dataset(N=32, object_size=80, step=5, nphotons=nphotons, seed=2)
+    truth = unexplained_signal(d.object, d.probe, d.diffraction, d.coords)
+    flat = np.full_like(d.object, np.abs(d.object).mean())
+    wrong = unexplained_signal(flat, d.probe, d.diffraction, d.coords)
+    assert 0 <= truth < 0.1 * POOR_FIT
+    assert wrong > POOR_FIT
+
+
+def test_inference_reports_how_much_signal_each_result_leaves_unexplained(
+    scan_and_model, tmp_path, capsys
+):
+    code = _infer(scan_and_model, tmp_path / "out", "--refine", "object:20")
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    network, refined = summary["unexplained_signal"], summary["refine"]["unexplained_signal"]
+    assert 0 <= refined < network

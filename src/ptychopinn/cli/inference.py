@@ -159,12 +159,14 @@ def _reconstruct_and_write(
     }
     if product:
         summary["ptychodus_product"] = str(product)
+    twin = _pytorch_twin(loaded, device)
+    summary["unexplained_signal"] = _report_data_fit(twin, data, rec.object, "the network's")
     if spec is None:  # a refined result of an earlier run would pass for this scan's
         remove_outputs(output_dir, suffix="_refined")
         (Path(output_dir) / product_name("_refined")).unlink(missing_ok=True)
     else:
         refined = refine_reconstruction(
-            _pytorch_twin(loaded, device),
+            twin,
             data,
             rec.object,
             spec,
@@ -189,9 +191,42 @@ def _reconstruct_and_write(
         }
         if refined.losses:
             summary["refine"]["final_loss"] = round(refined.losses[-1], 6)
+        summary["refine"]["unexplained_signal"] = _report_data_fit(
+            twin, data, refined.object, "the refined"
+        )
         if refined_metrics:
             summary["refine"]["metrics"] = rounded(refined_metrics)
     return print_summary(summary, metrics)
+
+
+def _report_data_fit(model, data, obj, which: str) -> float:
+    """How much of the measured signal ``obj`` leaves unexplained beyond photon noise
+    (:mod:`ptychopinn.refine.data_fit`), logged, with a warning when it is worth refining."""
+    from ptychopinn.refine.data_fit import POOR_FIT, unexplained_signal
+
+    fraction = unexplained_signal(
+        obj, model.counts_probe().cpu().numpy(), data.diffraction, data.coords
+    )
+    log = logging.getLogger(__name__)
+    if fraction > POOR_FIT:
+        log.warning(
+            "%s: %s reconstruction leaves %.1f %% of the measured signal unexplained beyond "
+            "photon noise, more than %.1f %%: it is likely poor (a probe or object unlike the "
+            "training data's?); refine it: --refine object:50",
+            data.source,
+            which,
+            100 * fraction,
+            100 * POOR_FIT,
+        )
+    else:
+        log.info(
+            "%s: %s reconstruction leaves %.2f %% of the measured signal unexplained beyond "
+            "photon noise",
+            data.source,
+            which,
+            100 * fraction,
+        )
+    return round(fraction, 5)
 
 
 def _pytorch_twin(loaded, device):
