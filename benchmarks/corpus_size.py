@@ -21,7 +21,7 @@ from seed_sweep import add_scan_arguments, quiet_setup, seed_summary
 
 from ptychopinn.config import ExecutionConfig, ModelConfig, TrainingConfig
 from ptychopinn.data.simulate import simulate_dataset
-from ptychopinn.metrics import evaluate
+from ptychopinn.metrics import evaluate_on_scan
 from ptychopinn.workflows.infer import reconstruct
 from ptychopinn.workflows.train import train
 
@@ -53,16 +53,7 @@ def run(k: int, seed: int, args: argparse.Namespace) -> dict:
     scores = []
     for scan in unseen:
         rec = reconstruct(result.module.model, scan)
-        scores.append(
-            evaluate(
-                rec.object,
-                scan.object,
-                xcoords=scan.xcoords,
-                ycoords=scan.ycoords,
-                N=args.N,
-                probe=scan.probe,
-            )
-        )
+        scores.append(evaluate_on_scan(rec.object, scan))
     m = {key: sum(s[key] for s in scores) / len(scores) for key in ("amp_ssim", "phase_ssim")}
     return {
         "objects": k,

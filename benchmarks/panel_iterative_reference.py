@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from quality import PANEL, panel_scans
 
-from ptychopinn.metrics import evaluate
+from ptychopinn.metrics import evaluate_on_scan
 from ptychopinn.refine import ObjectRefineSettings, refine_object
 
 
@@ -38,14 +38,7 @@ def main() -> None:
                 flat = np.ones(scan.object.shape, np.complex64)
                 settings = ObjectRefineSettings(epochs=epochs)
                 r = refine_object(flat, scan.probe, scan.diffraction, scan.coords, settings)
-                m = evaluate(
-                    r.object,
-                    scan.object,
-                    xcoords=scan.xcoords,
-                    ycoords=scan.ycoords,
-                    N=scan.N,
-                    probe=scan.probe,
-                )
+                m = evaluate_on_scan(r.object, scan)
                 print(
                     f"{names[index]:<38} {label:<15} {epochs:>6} {r.seconds:>6.1f}  "
                     f"{m['amp_ssim']:.3f} / {m['phase_ssim']:.3f}",

@@ -33,7 +33,7 @@ from scipy.spatial import cKDTree
 
 from ptychopinn.bundle import load_model
 from ptychopinn.data.npz import load_npz
-from ptychopinn.metrics import evaluate
+from ptychopinn.metrics import evaluate_on_scan
 from ptychopinn.physics.forward import diffraction_intensity
 from ptychopinn.physics.patches import PatchAccumulator, extract_patches, scatter_patches
 from ptychopinn.workflows.infer import reconstruct
@@ -74,14 +74,7 @@ class Scan:
 
     def score(self, patches: torch.Tensor, label: str) -> None:
         d = self.data
-        m = evaluate(
-            self.stitch(patches),
-            d.object,
-            xcoords=d.xcoords,
-            ycoords=d.ycoords,
-            N=d.N,
-            probe=d.probe,
-        )
+        m = evaluate_on_scan(self.stitch(patches), d)
         print(f"{label:<38} {m['amp_ssim']:.3f} / {m['phase_ssim']:.3f}", flush=True)
 
     def ramps(self, a: torch.Tensor) -> torch.Tensor:

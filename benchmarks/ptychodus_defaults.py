@@ -27,7 +27,7 @@ from seed_sweep import add_scan_arguments, quiet_setup, seed_summary
 
 from ptychopinn.config import ExecutionConfig, ModelConfig, TrainingConfig, from_dict, to_dict
 from ptychopinn.data.simulate import simulate_dataset
-from ptychopinn.metrics import evaluate
+from ptychopinn.metrics import evaluate_on_scan
 from ptychopinn.workflows.infer import reconstruct
 from ptychopinn.workflows.train import train
 
@@ -130,9 +130,7 @@ def run(frontend: str, seed: int, args: argparse.Namespace) -> dict:
         model.config = dataclasses.replace(model.config, gridsize=1)
     for label, s in scored:
         rec = reconstruct(model, s)
-        m = evaluate(
-            rec.object, s.object, xcoords=s.xcoords, ycoords=s.ycoords, N=args.N, probe=s.probe
-        )
+        m = evaluate_on_scan(rec.object, s)
         row[f"{label}_amp_ssim"] = round(m["amp_ssim"], 3)
         row[f"{label}_phase_ssim"] = round(m["phase_ssim"], 3)
     return row

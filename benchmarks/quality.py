@@ -41,7 +41,7 @@ from scipy import ndimage
 from ptychopinn.config import ExecutionConfig, ModelConfig, TrainingConfig
 from ptychopinn.data.simulate import simulate_dataset
 from ptychopinn.data.types import PtychoData
-from ptychopinn.metrics import align, evaluate, scan_scoring_mask
+from ptychopinn.metrics import align, evaluate, evaluate_on_scan, scan_scoring_mask
 from ptychopinn.workflows.infer import reconstruct
 from ptychopinn.workflows.self_augment import stage_epochs
 from ptychopinn.workflows.train import train
@@ -271,14 +271,7 @@ def score_rows(
             result.module.model, scan, batch_size=64, adapt_batch_norm=adapt_batch_norm
         )
         infer_s = time.perf_counter() - t0
-        m = evaluate(
-            rec.object,
-            scan.object,
-            xcoords=scan.xcoords,
-            ycoords=scan.ycoords,
-            N=64,
-            probe=scan.probe,
-        )
+        m = evaluate_on_scan(rec.object, scan)
         rows.append(
             {
                 "case": case,

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ptychopinn.data.simulate import simulate_dataset
-from ptychopinn.metrics import evaluate
+from ptychopinn.metrics import evaluate_on_scan
 from ptychopinn.refine import ObjectRefineSettings, refine_object
 
 PROBES = ("lens", "disk", "gaussian")
@@ -50,9 +50,7 @@ def main() -> None:
             flat = np.ones(d.object.shape, np.complex64)
             settings = ObjectRefineSettings(epochs=args.epochs)
             r = refine_object(flat, d.probe, d.diffraction, d.coords, settings)
-            m = evaluate(
-                r.object, d.object, xcoords=d.xcoords, ycoords=d.ycoords, N=d.N, probe=d.probe
-            )
+            m = evaluate_on_scan(r.object, d)
             print(
                 f"{probe:<9} {scan:<7} {d.n_positions:>4} {r.seconds:>5.1f} "
                 f"{m['amp_ssim']:>6.3f} {m['phase_ssim']:>6.3f} {r.losses[0] / r.losses[-1]:>8.3g}"

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ptychopinn.data.simulate import simulate_dataset
-from ptychopinn.metrics import evaluate
+from ptychopinn.metrics import evaluate_on_scan
 from ptychopinn.refine import ObjectRefineSettings, refine_object
 
 PANEL = (("astronaut", "coins"), ("grf", "lines"), ("camera", "moon"))
@@ -42,14 +42,7 @@ def run(setting: dict, epochs: int, doses, seeds) -> dict[int, list[tuple[float,
 
                 def on_epoch(epoch, get, seconds, d=d):
                     if epoch in REPORT or epoch == epochs:
-                        m = evaluate(
-                            get(),
-                            d.object,
-                            xcoords=d.xcoords,
-                            ycoords=d.ycoords,
-                            N=d.N,
-                            probe=d.probe,
-                        )
+                        m = evaluate_on_scan(get(), d)
                         points.setdefault(epoch, []).append(
                             (seconds, m["amp_ssim"], m["phase_ssim"])
                         )

@@ -674,6 +674,21 @@ def evaluate(recon: Any, truth: Any, **kw: Any) -> dict[str, float]:
     return evaluate_aligned(recon, truth, **kw)[0]
 
 
+def evaluate_on_scan(recon: Any, scan: Any, **kw: Any) -> dict[str, float]:
+    """:func:`evaluate` against a scan's own truth, scored where its positions and probe
+    say it was measured (``scan``: a ``PtychoData``, or anything with ``object``,
+    ``xcoords``, ``ycoords``, ``N`` and ``probe``)."""
+    return evaluate(
+        recon,
+        scan.object,
+        xcoords=scan.xcoords,
+        ycoords=scan.ycoords,
+        N=scan.N,
+        probe=scan.probe,
+        **kw,
+    )
+
+
 def evaluate_aligned(
     recon: Any,
     truth: Any,

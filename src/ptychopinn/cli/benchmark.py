@@ -222,13 +222,11 @@ def run_pinn(model, data: PtychoData, args, device) -> tuple[np.ndarray, float]:
 
 
 def score(obj: np.ndarray, data: PtychoData) -> dict | None:
-    from ptychopinn.metrics import evaluate
+    from ptychopinn.metrics import evaluate_on_scan
 
     if not data.object_is_truth:
         return None
-    return evaluate(
-        obj, data.object, xcoords=data.xcoords, ycoords=data.ycoords, N=data.N, probe=data.probe
-    )
+    return evaluate_on_scan(obj, data)
 
 
 def lsqml_settings(args) -> LSQMLSettings:
