@@ -160,7 +160,9 @@ def _reconstruct_and_write(
     if product:
         summary["ptychodus_product"] = str(product)
     twin = _pytorch_twin(loaded, device)
-    summary["unexplained_signal"] = _report_data_fit(twin, data, rec.object, "the network's")
+    summary["unexplained_signal"] = _report_data_fit(
+        twin, data, rec.object, "the network's", "refine it: --refine object:50"
+    )
     if spec is None:  # a refined result of an earlier run would pass for this scan's
         remove_outputs(output_dir, suffix="_refined")
         (Path(output_dir) / product_name("_refined")).unlink(missing_ok=True)
@@ -192,14 +194,14 @@ def _reconstruct_and_write(
         if refined.losses:
             summary["refine"]["final_loss"] = round(refined.losses[-1], 6)
         summary["refine"]["unexplained_signal"] = _report_data_fit(
-            twin, data, refined.object, "the refined"
+            twin, data, refined.object, "the refined", "refine longer, or the probe too"
         )
         if refined_metrics:
             summary["refine"]["metrics"] = rounded(refined_metrics)
     return print_summary(summary, metrics)
 
 
-def _report_data_fit(model, data, obj, which: str) -> float:
+def _report_data_fit(model, data, obj, which: str, remedy: str) -> float:
     """How much of the measured signal ``obj`` leaves unexplained beyond photon noise
     (:mod:`ptychopinn.refine.data_fit`), logged, with a warning when it is worth refining."""
     from ptychopinn.refine.data_fit import POOR_FIT, unexplained_signal
@@ -212,11 +214,12 @@ def _report_data_fit(model, data, obj, which: str) -> float:
         log.warning(
             "%s: %s reconstruction leaves %.1f %% of the measured signal unexplained beyond "
             "photon noise, more than %.1f %%: it is likely poor (a probe or object unlike the "
-            "training data's?); refine it: --refine object:50",
+            "training data's?); %s",
             data.source,
             which,
             100 * fraction,
             100 * POOR_FIT,
+            remedy,
         )
     else:
         log.info(
