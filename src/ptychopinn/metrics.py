@@ -245,9 +245,10 @@ def illuminated_mask(
     rows = np.rint(y - (N - 1) / 2).astype(np.int64) + N
     cols = np.rint(x - (N - 1) / 2).astype(np.int64) + N
     inside = (rows >= 0) & (rows < h + 2 * N) & (cols >= 0) & (cols < w + 2 * N)
-    corners = np.zeros((h + 2 * N, w + 2 * N))
+    corners = np.zeros((h + 2 * N, w + 2 * N), dtype=np.float32)  # float32: half the memory
     np.add.at(corners, (rows[inside], cols[inside]), 1.0)
-    lit = signal.fftconvolve(corners, intensity / intensity.max(), mode="full")
+    kernel = (intensity / intensity.max()).astype(np.float32)
+    lit = signal.fftconvolve(corners, kernel, mode="full")
     lit = lit[N : N + h, N : N + w]
     peak = float(lit.max()) if lit.size else 0.0
     if not peak > 0:

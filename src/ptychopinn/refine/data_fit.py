@@ -20,9 +20,9 @@ from ptychopinn.physics.shifts import fourier_shift
 
 from .object import _check_inputs, _fit_scale, _Geometry
 
-#: Positions the estimate reads at most (evenly spaced through the scan): memory and time
-#: stay bounded on scans of any size.
-MAX_POSITIONS = 1024
+#: Pattern pixels the estimate reads at most (1024 patterns of 64x64; whole patterns,
+#: evenly spaced through the scan): memory and time stay bounded for any scan size and N.
+MAX_PIXELS = 1024 * 64 * 64
 #: Above this unexplained fraction a reconstruction is reported as worth refining. Measured
 #: on network reconstructions of unseen objects (docs/quality.md, "Probes outside the
 #: panel"): lens and zone-plate probes 0.2-0.9 %, flat-phase disk and Gaussian probes
@@ -42,15 +42,16 @@ def unexplained_signal(
 
     ``probe`` is in the units of the counts (as :func:`~ptychopinn.refine.refine_object`
     takes it; the object's overall scale is fitted first), ``amplitudes`` (M, N, N) the
-    measured square-root counts and ``coords`` (M, 2) the ``[x, y]`` probe centres. The
-    mean squared amplitude residual, less the one a Poisson draw of the prediction itself
-    leaves (the noise floor), over the mean measured counts; 0 at or below the noise.
+    measured square-root counts and ``coords`` (M, 2) the ``[x, y]`` probe centres; at most
+    :data:`MAX_PIXELS` worth of patterns are read. The mean squared amplitude residual,
+    less the one a Poisson draw of the prediction itself leaves (the noise floor), over the
+    mean measured counts; 0 at or below the noise.
     """
     obj = np.asarray(obj)
     probe = np.asarray(probe, dtype=np.complex64)
     coords = np.asarray(coords, dtype=np.float64)
     _check_inputs(obj, probe, amplitudes, coords)
-    index = evenly_spaced_index(coords.shape[0], MAX_POSITIONS)
+    index = evenly_spaced_index(coords.shape[0], max(1, MAX_PIXELS // probe.shape[0] ** 2))
     coords = coords[index]
     measured = torch.as_tensor(np.asarray(amplitudes[index], dtype=np.float32))
     geometry = _Geometry(coords, probe.shape[0], obj.shape, "cpu")
