@@ -14,7 +14,7 @@ import torch
 
 from ptychopinn.config import ExecutionConfig, ModelConfig, TrainingConfig
 from ptychopinn.data.simulate import far_field_intensity
-from ptychopinn.errors import ArchiveError, DataValidationError
+from ptychopinn.errors import ArchiveError, ConfigError, DataValidationError
 from ptychopinn.metrics import evaluate
 from ptychopinn.model.lightning_module import PINNLightningModule
 from ptychopinn.model.network import Generator, SpatialMixing, UpsampledConv
@@ -236,11 +236,13 @@ def test_resume_continues_from_saved_epoch(tiny_scan, tmp_path):
     steps_per_epoch = math.ceil(len(second.groups.indices) / TrainingConfig().batch_size)
     assert second.trainer.global_step == 4 * steps_per_epoch
 
-    # Weights of another configuration: one message naming the file, nothing written.
+    # Another configuration: one message naming the file and the setting, nothing written.
     wider = TrainingConfig(
         model=ModelConfig(N=32, n_filters_scale=2), nepochs=4, output_dir=str(tmp_path / "w")
     )
-    with pytest.raises(ArchiveError, match=r"last\.ckpt: weights do not fit.*another shape"):
+    with pytest.raises(
+        ConfigError, match=r"last\.ckpt was trained with other model settings: n_filters_scale=1"
+    ):
         train(tiny_scan, wider, quiet_execution(), resume_from=last)
     assert not (tmp_path / "w" / "checkpoints" / "interrupted.ckpt").exists()
     with pytest.raises(ArchiveError, match=r"missing\.ckpt: checkpoint not found"):
