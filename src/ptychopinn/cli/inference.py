@@ -209,11 +209,14 @@ def _report_data_fit(model, data, obj, which: str, remedy: str) -> float:
     fraction = unexplained_signal(
         obj, model.counts_probe().cpu().numpy(), data.diffraction, data.coords
     )
+    said = (
+        "%s: %s reconstruction leaves %.2f %% of the measured signal unexplained beyond "
+        "photon noise"
+    )
     log = logging.getLogger(__name__)
     if fraction > POOR_FIT:
         log.warning(
-            "%s: %s reconstruction leaves %.1f %% of the measured signal unexplained beyond "
-            "photon noise, more than %.1f %%: it is likely poor (a probe or object unlike the "
+            said + ", more than %.1f %%: it is likely poor (a probe or object unlike the "
             "training data's?); %s",
             data.source,
             which,
@@ -222,19 +225,13 @@ def _report_data_fit(model, data, obj, which: str, remedy: str) -> float:
             remedy,
         )
     else:
-        log.info(
-            "%s: %s reconstruction leaves %.2f %% of the measured signal unexplained beyond "
-            "photon noise",
-            data.source,
-            which,
-            100 * fraction,
-        )
+        log.info(said, data.source, which, 100 * fraction)
     return round(fraction, 5)
 
 
 def _pytorch_twin(loaded, device):
-    """The model the refinement (PyTorch physics) works with: a TensorFlow model's weights
-    converted, else the model itself."""
+    """The model the refinement and the data-fit check (PyTorch physics) work with: a
+    TensorFlow model's weights converted, else the model itself."""
     if loaded.backend == "pytorch":
         return loaded.model
     from ptychopinn.bundle import load_model

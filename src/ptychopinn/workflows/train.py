@@ -8,7 +8,7 @@ import logging
 import shutil
 import signal
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +16,7 @@ import lightning as L
 import numpy as np
 
 from ptychopinn.atomic import atomic_write
-from ptychopinn.config import ExecutionConfig, ModelConfig, TrainingConfig, to_dict
+from ptychopinn.config import ExecutionConfig, ModelConfig, TrainingConfig, from_dict, to_dict
 from ptychopinn.data.grouping import Groups
 from ptychopinn.data.types import PtychoData, evenly_spaced_index, require_scan
 from ptychopinn.errors import ConfigError, DataValidationError, TrainingInterrupted
@@ -132,12 +132,13 @@ def check_resume(resume_from: str | Path, nepochs: int, model: ModelConfig | Non
             f"number of epochs, so ask for more than {epoch + 1} (found {nepochs})"
         )
     saved = (ckpt.get("hyper_parameters") or {}).get("model_config")
-    if model is not None and isinstance(saved, dict):
-        wanted = to_dict(model)
+    if model is not None and isinstance(saved, Mapping):
+        # As the checkpoint's module rebuilds them: legacy keys renamed, defaults filled in.
+        trained = to_dict(from_dict(ModelConfig, saved, source=f"{resume_from}: model_config"))
         differ = [
-            f"{name}={saved[name]!r} (this run: {wanted[name]!r})"
-            for name in wanted
-            if name in saved and _plain_value(saved[name]) != _plain_value(wanted[name])
+            f"{name}={trained[name]!r} (this run: {value!r})"
+            for name, value in to_dict(model).items()
+            if trained[name] != value
         ]
         if differ:
             raise ConfigError(
@@ -146,13 +147,6 @@ def check_resume(resume_from: str | Path, nepochs: int, model: ModelConfig | Non
                 "resolved_config.yaml), or train afresh"
             )
     return ckpt
-
-
-def _plain_value(value: object) -> object:
-    """Tuples and lists compare alike (a YAML round trip turns one into the other)."""
-    if isinstance(value, tuple | list):
-        return [_plain_value(v) for v in value]
-    return value
 
 
 def _read_metrics(path: Path) -> tuple[list[str], list[dict]]:
