@@ -490,3 +490,36 @@ def test_amplitude_and_realspace_mae(device):
     b = torch.tensor([[1 + 0j, 3 + 4j], [2j, 0j]], dtype=torch.complex64, device=device)
     assert math.isclose(float(realspace_mae(a, b)), (1 + 5 + 0 + 3) / 4, rel_tol=1e-6)
     assert realspace_mae(a[None], b[None], reduction="per_pattern").shape == (1,)
+
+
+def test_twin_symmetry_tells_flat_focused_probes_from_defocused_ones():
+    """A flat-phase centrosymmetric probe equals its twin (1); a defocused or aberrated one
+    does not (about 0.5); neither a constant phase, a whole-pixel shift nor a tilt by a whole
+    Fourier pixel changes it, and a bad probe is one message."""
+    from ptychopinn.data.simulate import make_probe
+    from ptychopinn.physics.twin import TWIN_SYMMETRIC, twin_symmetry
+
+    disk, gaussian = make_probe(64, kind="disk"), make_probe(64, kind="gaussian")
+    assert twin_symmetry(disk) > 0.99 and twin_symmetry(gaussian) > 0.99
+    for probe in (make_probe(64), make_probe(64, kind="zoneplate", aberration=2.0)):
+        assert twin_symmetry(probe) < 0.7
+    assert twin_symmetry(make_probe(64, kind="disk", curvature=3.0)) < TWIN_SYMMETRIC
+    rows, cols = np.indices(disk.shape)
+    moved = np.roll(disk, (3, -5), axis=(0, 1)) * np.exp(1.3j)
+    tilted = disk * np.exp(2j * np.pi * (2 * rows + 3 * cols) / 64)
+    assert twin_symmetry(moved) > 0.99 and twin_symmetry(tilted) > 0.99
+    with pytest.raises(ValueError, match="energy"):
+        twin_symmetry(np.zeros((8, 8)))
+
+
+def test_training_warns_about_a_probe_equal_to_its_twin(caplog):
+    from ptychopinn.data.simulate import simulate_dataset
+    from ptychopinn.workflows.train import warn_twin_symmetric_probes
+
+    focused = simulate_dataset(N=32, object_size=64, step=6, probe_kind="disk", seed=1)
+    defocused = simulate_dataset(N=32, object_size=64, step=6, seed=1)
+    with caplog.at_level("WARNING", logger="ptychopinn.workflows.train"):
+        warn_twin_symmetric_probes([defocused, focused])
+    (warned,) = [r.getMessage() for r in caplog.records]
+    assert warned.startswith(f"{focused.source}: the probe is centrosymmetric")
+    assert "--refine auto" in warned

@@ -478,7 +478,7 @@ def test_run_cdi_example_writes_nothing_to_the_working_dir(tiny_scan, tmp_path, 
 # ----------------------------------------------------------------------------- ptycho_torch path
 
 
-def test_torch_train_checkpoint_and_reconstruct(tiny_scan, tmp_path):
+def test_torch_train_checkpoint_and_reconstruct(tiny_scan, tmp_path, caplog):
     d = tiny_scan
     data_dir = tmp_path / "in"
     save_npz(d, data_dir / "train_data.npz", as_counts=True)
@@ -541,7 +541,10 @@ def test_torch_train_checkpoint_and_reconstruct(tiny_scan, tmp_path):
         positions=np.column_stack([d.ycoords, d.xcoords]),
         config_manager=manager,
     )
-    obj = np.asarray(engine.predict_and_stitch(infer_loader))
+    with caplog.at_level("INFO", logger="ptycho_torch.api.base_api"):
+        obj = np.asarray(engine.predict_and_stitch(infer_loader))
+    # Checked against the measured patterns, as ptycho_inference does.
+    assert any("of the measured signal unexplained" in r.getMessage() for r in caplog.records)
     assert obj.shape == d.object.shape  # the scan is centred on the object, as in Ptychodus
     assert np.all(np.isfinite(obj)) and np.abs(obj).max() > 0
     assert engine.predict(infer_loader).shape == (d.n_positions, d.N, d.N)

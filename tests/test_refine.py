@@ -157,6 +157,7 @@ def test_probe_refinement_recovers_a_scaled_probe(small_scan):
     "text, expected",
     [
         ("object:20", RefineSpec("object", 20)),
+        ("auto", RefineSpec("object", 50, only_if_poor_fit=True)),
         ("OBJECT", RefineSpec("object", 50)),
         ("finetune:3", RefineSpec("finetune", 3)),
         ("lsqml:10", RefineSpec("lsqml", 10)),
@@ -253,6 +254,41 @@ def test_inference_refine_writes_both_results(scan_and_model, capsys):
     assert not list(out.glob("*.tmp*"))
 
 
+def test_inference_refines_by_itself_a_poor_fit_or_a_twin_symmetric_probe(
+    scan_and_model, tmp_path, capsys, monkeypatch
+):
+    """--refine auto (the default): an untrained network's result misfits the data, so
+    object:50 runs and says why; below the threshold nothing runs and an earlier refined
+    result is removed (it would pass for this run's); a twin-symmetric probe refines."""
+    from ptychopinn.physics import twin
+    from ptychopinn.refine import data_fit
+
+    out = tmp_path / "o"
+    assert _infer(scan_and_model, out, "--torch-accelerator", "cpu") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["unexplained_signal"] > data_fit.POOR_FIT
+    assert summary["refine"]["automatic"] is True
+    assert summary["refine"]["because"] == "unexplained signal"
+    assert (summary["refine"]["method"], summary["refine"]["epochs"]) == ("object", 50)
+    assert summary["refine"]["unexplained_signal"] < summary["unexplained_signal"]
+    assert summary["refine"]["metrics"]["amp_ssim"] > summary["metrics"]["amp_ssim"]
+    assert (out / "reconstruction_refined.npz").exists()
+
+    monkeypatch.setattr(data_fit, "POOR_FIT", 1.0)  # every result now counts as fitting
+    assert _infer(scan_and_model, out) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert "refine" not in summary
+    assert not (out / "reconstruction_refined.npz").exists()
+    assert (out / "reconstruction.npz").exists()
+
+    # A probe equal to its twin is refined however well the network's result fits.
+    monkeypatch.setattr(twin, "TWIN_SYMMETRIC", 0.0)
+    assert _infer(scan_and_model, out, "--refine", "auto") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["refine"]["because"] == "twin-symmetric probe"
+    assert (out / "reconstruction_refined.npz").exists()
+
+
 @pytest.mark.parametrize(
     "argv, expected",
     [
@@ -274,7 +310,15 @@ def test_refine_settings_without_object_refinement_are_named_as_ignored(
     scan_and_model, tmp_path, caplog
 ):
     with caplog.at_level("WARNING", logger="ptychopinn.cli.inference"):
-        code = _infer(scan_and_model, tmp_path / "o", "--refine_momentum", "0", "--refine_probe")
+        code = _infer(
+            scan_and_model,
+            tmp_path / "o",
+            "--refine",
+            "none",
+            "--refine_momentum",
+            "0",
+            "--refine_probe",
+        )
     assert code == 0 and (tmp_path / "o" / "reconstruction.npz").exists()
     (warned,) = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
     flags, reason = warned.split(": ", 1)

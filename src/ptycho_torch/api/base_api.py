@@ -572,6 +572,20 @@ class InferenceEngine:
         return self._reconstruct(ptycho_dataloader, return_patches=True, device=device).patches
 
     def predict_and_stitch(self, ptycho_dataloader: PtychoDataLoader) -> np.ndarray:
-        """The (H, W) complex64 object stitched from every scan position."""
+        """The (H, W) complex64 object stitched from every scan position, checked against the
+        measured patterns (a warning when it leaves them poorly explained; no ground truth
+        needed, :func:`ptychopinn.refine.data_fit.report_data_fit`)."""
+        from ptychopinn.refine.data_fit import report_data_fit
+        from ptychopinn.refine.scan_probe import refinement_probe
+
         rec = self._reconstruct(ptycho_dataloader, return_patches=False)
+        data = ptycho_dataloader.dataset
+        report_data_fit(
+            refinement_probe(self.model.model, data, logger)[0],
+            data,
+            rec.object,
+            "the network's",
+            "refine it with another reconstructor started from this object",
+            logger,
+        )
         return rec.object

@@ -58,12 +58,14 @@ def add_refine_flags(p: argparse.ArgumentParser) -> list[str]:
 
     p.add_argument(
         "--refine",
-        default=None,
+        default="auto",
         metavar="METHOD[:EPOCHS]",
         help="object:K (direct refinement of the stitched object, the fastest to quality), "
         "finetune:K (K epochs of network training on this scan), lsqml:K (Pty-Chi LSQML "
         "from the PINN object; needs the ptychi extra); writes reconstruction_refined.npz, "
-        "refined_*.png and metrics_refined.json next to the network's result",
+        "refined_*.png and metrics_refined.json next to the network's result. auto (the "
+        "default): object:50 only when the network's result leaves more than 1.5 %% of the "
+        "measured signal unexplained; none: never",
     )
     return add_config_flags(
         p,
@@ -134,9 +136,12 @@ def _reconstruct_and_write(
     args, config: InferenceConfig, loaded, data, device, execution, spec, object_settings
 ) -> int:
     from ptychopinn.refine import refine_reconstruction
+    from ptychopinn.refine.data_fit import report_data_fit
+    from ptychopinn.refine.scan_probe import refinement_probe
     from ptychopinn.workflows.infer import reconstruct
     from ptychopinn.workflows.outputs import remove_outputs, write_outputs
 
+    log = logging.getLogger(__name__)
     output_dir = config.output_dir
     start = time.perf_counter()
     rec = reconstruct(
@@ -159,22 +164,38 @@ def _reconstruct_and_write(
     }
     if product:
         summary["ptychodus_product"] = str(product)
-    twin = _pytorch_twin(loaded, device)
-    summary["unexplained_signal"] = _report_data_fit(
-        twin, data, rec.object, "the network's", "refine it: --refine object:50"
+    torch_model = _pytorch_twin(loaded, device)
+    probe, summary["probe_overlap"] = refinement_probe(torch_model, data, log)
+    summary["probe_overlap"] = round(summary["probe_overlap"], 4)
+    automatic = spec is not None and spec.only_if_poor_fit
+    summary["unexplained_signal"] = report_data_fit(
+        probe,
+        data,
+        rec.object,
+        "the network's",
+        f"refining it ({spec.method}:{spec.epochs}, --refine auto)"
+        if automatic
+        else "refine it: --refine object:50",
+        log,
     )
+    reason = None
+    if automatic:
+        reason = _reason_to_refine(probe, summary, spec, log)
+        if reason is None:
+            spec = None
     if spec is None:  # a refined result of an earlier run would pass for this scan's
         remove_outputs(output_dir, suffix="_refined")
         (Path(output_dir) / product_name("_refined")).unlink(missing_ok=True)
     else:
         refined = refine_reconstruction(
-            twin,
+            torch_model,
             data,
             rec.object,
             spec,
             device=device,
             object_settings=object_settings,
             progress=True,
+            probe=probe,
         )
         refined_rec = replace(rec, object=refined.object)
         refined_metrics = write_outputs(
@@ -190,43 +211,51 @@ def _reconstruct_and_write(
             "epochs": refined.epochs,
             "seconds": round(refined.seconds, 3),
             "stopped": refined.stopped,
+            "automatic": automatic,
         }
+        if reason:
+            summary["refine"]["because"] = reason
         if refined.losses:
             summary["refine"]["final_loss"] = round(refined.losses[-1], 6)
-        summary["refine"]["unexplained_signal"] = _report_data_fit(
-            twin, data, refined.object, "the refined", "refine longer, or the probe too"
+        summary["refine"]["unexplained_signal"] = report_data_fit(
+            probe if refined.probe is None else refined.probe,
+            data,
+            refined.object,
+            "the refined",
+            "refine longer, or the probe too",
+            log,
         )
         if refined_metrics:
             summary["refine"]["metrics"] = rounded(refined_metrics)
     return print_summary(summary, metrics)
 
 
-def _report_data_fit(model, data, obj, which: str, remedy: str) -> float:
-    """How much of the measured signal ``obj`` leaves unexplained beyond photon noise
-    (:mod:`ptychopinn.refine.data_fit`), logged, with a warning when it is worth refining."""
-    from ptychopinn.refine.data_fit import POOR_FIT, unexplained_signal
+def _reason_to_refine(probe: np.ndarray, summary: dict, spec, log) -> str | None:
+    """Why ``--refine auto`` refines the network's result, or None: the scan has another
+    probe than the model's; the result leaves the data poorly explained; or the probe equals
+    its own twin
+    (:mod:`ptychopinn.physics.twin`), however well the result happens to fit."""
+    from ptychopinn.physics.twin import TWIN_SYMMETRIC, twin_symmetry
+    from ptychopinn.refine.data_fit import POOR_FIT
+    from ptychopinn.refine.scan_probe import PROBE_MATCH
 
-    fraction = unexplained_signal(
-        obj, model.counts_probe().cpu().numpy(), data.diffraction, data.coords
+    if summary["probe_overlap"] < PROBE_MATCH:
+        return "another probe"
+    if summary["unexplained_signal"] > POOR_FIT:
+        return "unexplained signal"
+    symmetry = twin_symmetry(probe)
+    if symmetry <= TWIN_SYMMETRIC:
+        return None
+    log.warning(
+        "the probe equals its own twin (twin symmetry %.3f, above %.2f): a single pattern "
+        "cannot tell half of the object, so the network's result is refined (%s:%d, "
+        "--refine auto)",
+        symmetry,
+        TWIN_SYMMETRIC,
+        spec.method,
+        spec.epochs,
     )
-    said = (
-        "%s: %s reconstruction leaves %.2f %% of the measured signal unexplained beyond "
-        "photon noise"
-    )
-    log = logging.getLogger(__name__)
-    if fraction > POOR_FIT:
-        log.warning(
-            said + ", more than %.1f %%: it is likely poor (a probe or object unlike the "
-            "training data's?); %s",
-            data.source,
-            which,
-            100 * fraction,
-            100 * POOR_FIT,
-            remedy,
-        )
-    else:
-        log.info(said, data.source, which, 100 * fraction)
-    return round(fraction, 5)
+    return "twin-symmetric probe"
 
 
 def _pytorch_twin(loaded, device):

@@ -11,6 +11,8 @@ that fits, whatever the dose, and says when a reconstruction is worth refining
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 
@@ -68,3 +70,35 @@ def unexplained_signal(
     if not signal > 0:
         return 0.0
     return max(0.0, residual - noise) / signal
+
+
+def report_data_fit(
+    probe: np.ndarray,
+    data,
+    obj: np.ndarray,
+    which: str,
+    remedy: str,
+    log: logging.Logger | None = None,
+) -> float:
+    """:func:`unexplained_signal` of ``obj`` for ``data`` (a ``PtychoData``) lit by
+    ``probe`` in counts, logged as info, or as a warning naming ``remedy`` above
+    :data:`POOR_FIT`; rounded to 5 decimals."""
+    fraction = unexplained_signal(obj, probe, data.diffraction, data.coords)
+    log = log or logging.getLogger(__name__)
+    said = (
+        "%s: %s reconstruction leaves %.2f %% of the measured signal unexplained beyond "
+        "photon noise"
+    )
+    if fraction > POOR_FIT:
+        log.warning(
+            said + ", more than %.1f %%: it is likely poor (a probe or object unlike the "
+            "training data's?); %s",
+            data.source,
+            which,
+            100 * fraction,
+            100 * POOR_FIT,
+            remedy,
+        )
+    else:
+        log.info(said, data.source, which, 100 * fraction)
+    return round(fraction, 5)

@@ -47,13 +47,20 @@ def refine_reconstruction(
     lsqml_settings=None,
     progress: bool = False,
     on_epoch: EpochCallback | None = None,
+    probe: np.ndarray | None = None,
 ) -> Refined:
-    """Refine the network's reconstruction ``start_object`` of ``data`` with ``spec``."""
+    """Refine the network's reconstruction ``start_object`` of ``data`` with ``spec``.
+
+    ``probe``: the illumination in counts that ``object`` and ``lsqml`` refine with (the
+    scan's own, :func:`ptychopinn.refine.scan_probe.refinement_probe`); None: the model's.
+    """
+    if probe is None:
+        probe = model.counts_probe().cpu().numpy()
     if spec.method == "object":
         settings = replace(object_settings or ObjectRefineSettings(), epochs=spec.epochs)
         res = refine_object(
             start_object,
-            model.counts_probe().cpu().numpy(),
+            probe,
             data.diffraction,
             data.coords,
             settings,
@@ -67,7 +74,7 @@ def refine_reconstruction(
     if spec.method == "finetune":
         return _finetune(model, data, spec, finetune_settings, device, progress, on_epoch)
     if spec.method == "lsqml":
-        return _lsqml(model, data, start_object, spec, lsqml_settings, device)
+        return _lsqml(data, start_object, spec, lsqml_settings, device, probe)
     raise ConfigError(f"refine: unknown method {spec.method!r}")
 
 
@@ -95,13 +102,13 @@ def _finetune(model, data, spec, settings, device, progress, on_epoch) -> Refine
     return Refined(obj, "finetune", len(losses), seconds, losses, None, stopped)
 
 
-def _lsqml(model, data, start_object, spec, settings, device) -> Refined:
+def _lsqml(data, start_object, spec, settings, device, probe: np.ndarray) -> Refined:
     from ptychopinn.benchmarking.lsqml import LSQMLSettings, run_lsqml
 
     settings = replace(
         settings or LSQMLSettings(device="cpu" if torch.device(device).type == "cpu" else "auto"),
         epochs=spec.epochs,
     )
-    start_data = replace(data, probe=model.counts_probe().cpu().numpy())
+    start_data = replace(data, probe=probe)
     res = run_lsqml(start_data, settings, initial_object=start_object)
     return Refined(res.object, "lsqml", res.epochs, res.solve_s, [], res.probe, False)

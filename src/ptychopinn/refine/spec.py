@@ -1,4 +1,5 @@
-"""The ``METHOD:K`` refinement spec of ``ptycho_inference --refine``."""
+"""The ``METHOD:K`` refinement spec of ``ptycho_inference --refine`` (``auto``, the default:
+``object:50`` only where the network's result does not explain the data)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ METHODS = ("object", "finetune", "lsqml")
 #: Epochs when the spec names only the method.
 DEFAULT_EPOCHS = {"object": 50, "finetune": 5, "lsqml": 20}
 MAX_EPOCHS = 100_000
+#: What ``auto`` runs when the network's result leaves too much of the data unexplained.
+AUTO = "object"
 
 
 @dataclass(frozen=True)
@@ -18,15 +21,22 @@ class RefineSpec:
 
     method: str
     epochs: int
+    #: Run only when the network's reconstruction fits the data poorly (``auto``).
+    only_if_poor_fit: bool = False
 
 
 def parse_refine_spec(text: str | None) -> RefineSpec | None:
-    """``'object:20'`` -> RefineSpec('object', 20); ``None``/``'none'`` -> None."""
+    """``'object:20'`` -> RefineSpec('object', 20); ``None``/``'none'`` -> None; ``'auto'``
+    -> ``object:50`` run only where the network's result fits the data poorly."""
     if text is None or text.strip().lower() in ("", "none", "off"):
         return None
+    if text.strip().lower() == "auto":
+        return RefineSpec(AUTO, DEFAULT_EPOCHS[AUTO], only_if_poor_fit=True)
     method, colon, count = text.strip().partition(":")
     method = method.lower()
-    expected = f"METHOD[:EPOCHS] with METHOD one of {', '.join(METHODS)} (e.g. object:50)"
+    expected = (
+        f"auto, none, or METHOD[:EPOCHS] with METHOD one of {', '.join(METHODS)} (e.g. object:50)"
+    )
     if method not in METHODS or (colon and not count.strip()):
         raise ConfigError(f"--refine: expected {expected}, found {text!r}")
     if not count:

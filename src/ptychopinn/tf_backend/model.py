@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from ptychopinn.config import ModelConfig
-from ptychopinn.model.pinn import OVERLAP_WEIGHT_FLOOR, normalise_probe
+from ptychopinn.model.pinn import OVERLAP_WEIGHT_BLUR, OVERLAP_WEIGHT_FLOOR, normalise_probe
 from ptychopinn.tf_backend import import_tensorflow
 from ptychopinn.tf_backend import physics as tfp
 from ptychopinn.tf_backend.network import Generator
@@ -110,7 +110,9 @@ class TFPtychoPINN(keras.Model):
         return self.probe if probe is None else probe[:, None]
 
     def overlap_weights(self, probe=None):
-        intensity = tf.square(tf.abs(tf.stop_gradient(self._probe_for(probe))))
+        intensity = tfp.gaussian_blur(
+            tf.square(tf.abs(tf.stop_gradient(self._probe_for(probe)))), OVERLAP_WEIGHT_BLUR
+        )
         peak = tf.reduce_max(intensity, axis=(-2, -1), keepdims=True)
         return intensity / peak + OVERLAP_WEIGHT_FLOOR
 

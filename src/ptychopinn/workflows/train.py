@@ -24,6 +24,7 @@ from ptychopinn.model.lightning_module import PINNLightningModule
 from ptychopinn.model.pinn import initial_intensity_scale, mean_pattern_energy, normalise_probe
 from ptychopinn.model.state_check import read_checkpoint, require_matching_state
 from ptychopinn.physics.thinning import look_like_counts
+from ptychopinn.physics.twin import TWIN_SYMMETRIC, twin_symmetry
 from ptychopinn.system_memory import available_memory_bytes
 from ptychopinn.workflows.datamodule import ScanDataModule, as_scans
 from ptychopinn.workflows.execution import build_trainer, resolve_device
@@ -263,6 +264,25 @@ def check_dose_augmentation(
     return training
 
 
+def warn_twin_symmetric_probes(scans: Sequence[PtychoData]) -> None:
+    """A warning naming each scan whose probe equals its own twin (:mod:`ptychopinn.physics.
+    twin`): the network that reads one pattern per pass cannot learn half of such a scan's
+    object, which only the overlap between positions determines."""
+    for scan in scans:
+        symmetry = twin_symmetry(scan.probe)
+        if symmetry > TWIN_SYMMETRIC:
+            log.warning(
+                "%s: the probe is centrosymmetric with a flat phase (twin symmetry %.3f, "
+                "above %.2f), so a single pattern cannot tell the object from its twin (turned "
+                "by 180 degrees, phase negated) and the network will reconstruct it poorly; "
+                "a defocused probe avoids this, and ptycho_inference refines such results "
+                "by default (--refine auto)",
+                scan.source,
+                symmetry,
+                TWIN_SYMMETRIC,
+            )
+
+
 def check_scan_sizes(
     training: TrainingConfig,
     train_data: PtychoData | Sequence[PtychoData],
@@ -393,6 +413,7 @@ def _fit(
     energies = scan_energies(scans)
     check_several_scans(training, scans, energies)
     training = check_dose_augmentation(training, scans)
+    warn_twin_symmetric_probes(scans)
     datamodule = ScanDataModule(scans, training, execution, validation=test_data)
     module = build_module(scans, training, execution, energies=energies)
     monitor = module.val_loss_name if datamodule.has_validation else f"{module.loss_name}_epoch"
