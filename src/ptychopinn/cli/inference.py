@@ -180,7 +180,7 @@ def _reconstruct_and_write(
     )
     reason = None
     if automatic:
-        reason = _reason_to_refine(probe, summary, spec, log)
+        reason = _reason_to_refine(probe, summary, spec, data.source, log)
         if reason is None:
             spec = None
     if spec is None:  # a refined result of an earlier run would pass for this scan's
@@ -230,7 +230,7 @@ def _reconstruct_and_write(
     return print_summary(summary, metrics)
 
 
-def _reason_to_refine(probe: np.ndarray, summary: dict, spec, log) -> str | None:
+def _reason_to_refine(probe: np.ndarray, summary: dict, spec, source: str, log) -> str | None:
     """Why ``--refine auto`` refines the network's result, or None: the scan has another
     probe than the model's; the result leaves the data poorly explained; or the probe equals
     its own twin
@@ -247,9 +247,10 @@ def _reason_to_refine(probe: np.ndarray, summary: dict, spec, log) -> str | None
     if symmetry <= TWIN_SYMMETRIC:
         return None
     log.warning(
-        "the probe equals its own twin (twin symmetry %.3f, above %.2f): a single pattern "
-        "cannot tell half of the object, so the network's result is refined (%s:%d, "
+        "%s: the probe equals its own twin (twin symmetry %.3f, above %.2f): a single "
+        "pattern cannot tell half of the object, so the network's result is refined (%s:%d, "
         "--refine auto)",
+        source,
         symmetry,
         TWIN_SYMMETRIC,
         spec.method,
