@@ -42,6 +42,7 @@ from ptychopinn.workflows.train import (
     scan_energies,
     set_aside_old_checkpoints,
     subsample,
+    warn_twin_symmetric_probes,
 )
 
 tf = import_tensorflow()
@@ -363,6 +364,7 @@ def train(
     energies = scan_energies(scans)
     check_several_scans(training, scans, energies)
     training = check_dose_augmentation(training, scans)
+    warn_twin_symmetric_probes(scans)
     data = ScanDataModule(scans, training, execution, validation=test_data)
     with tf.device(device_name(execution.accelerator)):
         model = build_model(scans, training, energies)
