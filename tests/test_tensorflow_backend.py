@@ -8,6 +8,7 @@ different orders), and training on the same scan with the same seed and recipe t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import zipfile
 
@@ -409,6 +410,11 @@ def test_resume_continues_where_it_stopped(scans, tmp_path, monkeypatch):
     last = out / "checkpoints" / "last.h5"
     with pytest.raises(ConfigError, match="nepochs"):
         tf_train.check_resume(last, 2)
+    # The checkpoint keeps its model settings: another gridsize is refused, naming it.
+    other = dataclasses.replace(training.model, gridsize=1)
+    with pytest.raises(ConfigError, match=r"gridsize=2 \(this run: 1\)"):
+        tf_train.check_resume(last, 4, other)
+    assert tf_train.check_resume(last, 4, training.model)["epochs_done"] == 2
     resumed = tf_train.train(train, training, execution, output_dir=out, resume_from=last,
                              progress=False)  # fmt: skip
     a, b = whole.model.weight_arrays(), resumed.model.weight_arrays()

@@ -138,10 +138,7 @@ def run_training(
 
         check_resume, train = tf_train.check_resume, tf_train.train
     if resume_from:
-        if tensorflow:
-            check_resume(resume_from, training.nepochs)
-        else:
-            check_resume(resume_from, training.nepochs, training.model)
+        check_resume(resume_from, training.nepochs, training.model)
     save_config_yaml(
         config_sections(training, execution), out / "resolved_config.yaml", CONFIG_HEADER
     )

@@ -13,6 +13,7 @@ so the loss curve and the MLflow-free tooling read both.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ import h5py
 import numpy as np
 
 from ptychopinn.atomic import atomic_write
-from ptychopinn.config import ExecutionConfig, TrainingConfig
+from ptychopinn.config import ExecutionConfig, ModelConfig, TrainingConfig, to_dict
 from ptychopinn.data.grouping import Groups
 from ptychopinn.data.types import PtychoData
 from ptychopinn.errors import ArchiveError, ConfigError, TrainingInterrupted
@@ -39,6 +40,7 @@ from ptychopinn.workflows.train import (
     check_scan_sizes,
     check_several_scans,
     initial_scale_and_energy,
+    refuse_other_model_settings,
     scan_energies,
     set_aside_old_checkpoints,
     subsample,
@@ -126,6 +128,7 @@ def save_checkpoint(
             f.attrs["plateau_best"] = plateau["best"]
             f.attrs["plateau_wait"] = plateau["wait"]
             f.attrs["lr_factor"] = plateau["factor"]
+            f.attrs["model_config"] = json.dumps(to_dict(model.config))
             weights = f.create_group("weights")
             for key, value in model.weight_arrays().items():
                 weights.create_dataset(key, data=value)
@@ -157,6 +160,7 @@ def read_checkpoint(path: str | Path) -> dict:
                     "wait": int(f.attrs["plateau_wait"]),
                     "factor": float(f.attrs["lr_factor"]),
                 },
+                "model_config": _saved_model_config(f, path),
                 "weights": {k: v[()] for k, v in f["weights"].items()},
                 "optimizer": [f["optimizer"][k][()] for k in sorted(f["optimizer"])],
             }
@@ -164,8 +168,24 @@ def read_checkpoint(path: str | Path) -> dict:
         raise ArchiveError(f"{path}: not a readable HDF5 checkpoint ({exc})") from exc
 
 
-def check_resume(resume_from: str | Path, nepochs: int) -> dict:
-    """The checkpoint to resume from; refuses ``nepochs`` (the total) it has reached."""
+def _saved_model_config(f: h5py.File, path: Path) -> dict | None:
+    """The model settings a checkpoint was trained with (None: written before they were
+    kept)."""
+    text = f.attrs.get("model_config")
+    if text is None:
+        return None
+    try:
+        saved = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise ArchiveError(f"{path}: model_config is not readable JSON ({exc})") from exc
+    if not isinstance(saved, dict):
+        raise ArchiveError(f"{path}: model_config: expected a mapping, found {saved!r}")
+    return saved
+
+
+def check_resume(resume_from: str | Path, nepochs: int, model: ModelConfig | None = None) -> dict:
+    """The checkpoint to resume from; refuses ``nepochs`` (the total) it has reached and,
+    given ``model``, a checkpoint trained with other model settings."""
     ckpt = read_checkpoint(resume_from)
     if nepochs <= ckpt["epochs_done"]:
         raise ConfigError(
@@ -173,6 +193,8 @@ def check_resume(resume_from: str | Path, nepochs: int) -> dict:
             f"the total number of epochs, so ask for more than {ckpt['epochs_done']} "
             f"(found {nepochs})"
         )
+    if model is not None and ckpt["model_config"] is not None:
+        refuse_other_model_settings(ckpt["model_config"], model, resume_from)
     return ckpt
 
 
@@ -352,7 +374,7 @@ def train(
     output_dir = Path(output_dir or training.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     check_scan_sizes(training, train_data, test_data)
-    ckpt = check_resume(resume_from, training.nepochs) if resume_from else None
+    ckpt = check_resume(resume_from, training.nepochs, training.model) if resume_from else None
     if not resume_from:
         set_aside_old_checkpoints(output_dir)
     keras.utils.set_random_seed(training.seed)

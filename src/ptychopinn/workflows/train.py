@@ -134,20 +134,28 @@ def check_resume(resume_from: str | Path, nepochs: int, model: ModelConfig | Non
         )
     saved = (ckpt.get("hyper_parameters") or {}).get("model_config")
     if model is not None and isinstance(saved, Mapping):
-        # As the checkpoint's module rebuilds them: legacy keys renamed, defaults filled in.
-        trained = to_dict(from_dict(ModelConfig, saved, source=f"{resume_from}: model_config"))
-        differ = [
-            f"{name}={trained[name]!r} (this run: {value!r})"
-            for name, value in to_dict(model).items()
-            if trained[name] != value
-        ]
-        if differ:
-            raise ConfigError(
-                f"resume_from: {resume_from} was trained with other model settings: "
-                f"{', '.join(differ)}; resume with the settings it was trained with (its "
-                "resolved_config.yaml), or train afresh"
-            )
+        refuse_other_model_settings(saved, model, resume_from)
     return ckpt
+
+
+def refuse_other_model_settings(
+    saved: Mapping, model: ModelConfig, resume_from: str | Path
+) -> None:
+    """One message naming each setting in which ``model`` differs from the checkpoint's
+    ``saved`` model settings (compared as the checkpoint's module rebuilds them: legacy keys
+    renamed, defaults filled in)."""
+    trained = to_dict(from_dict(ModelConfig, saved, source=f"{resume_from}: model_config"))
+    differ = [
+        f"{name}={trained[name]!r} (this run: {value!r})"
+        for name, value in to_dict(model).items()
+        if trained[name] != value
+    ]
+    if differ:
+        raise ConfigError(
+            f"resume_from: {resume_from} was trained with other model settings: "
+            f"{', '.join(differ)}; resume with the settings it was trained with (its "
+            "resolved_config.yaml), or train afresh"
+        )
 
 
 def _read_metrics(path: Path) -> tuple[list[str], list[dict]]:
