@@ -184,9 +184,13 @@ class PtychoPINN(nn.Module):
         A single pattern says nothing about the object where the probe is dark, so each patch
         contributes to the shared canvas in proportion to how strongly it was lit there.
         """
-        intensity = gaussian_blur(self._probe_for(probe).detach().abs() ** 2, OVERLAP_WEIGHT_BLUR)
-        peak = intensity.amax(dim=(-2, -1), keepdim=True)
-        return intensity / peak + OVERLAP_WEIGHT_FLOOR
+        intensity = self._probe_for(probe).detach().abs() ** 2
+        # In float64 (Apple GPUs have none): the same weights, to round-off, whether one
+        # probe or one per group.
+        wide = torch.float32 if intensity.device.type == "mps" else torch.float64
+        blurred = gaussian_blur(intensity.to(wide), OVERLAP_WEIGHT_BLUR)
+        peak = blurred.amax(dim=(-2, -1), keepdim=True)
+        return (blurred / peak + OVERLAP_WEIGHT_FLOOR).to(intensity.dtype)
 
     def average_on_group_canvas(
         self, values: list[Tensor], offsets: Tensor, probe: Tensor | None = None
