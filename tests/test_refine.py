@@ -157,7 +157,7 @@ def test_probe_refinement_recovers_a_scaled_probe(small_scan):
     "text, expected",
     [
         ("object:20", RefineSpec("object", 20)),
-        ("auto", RefineSpec("object", 50, only_if_poor_fit=True)),
+        ("auto", RefineSpec("object", 50, automatic=True)),
         ("OBJECT", RefineSpec("object", 50)),
         ("finetune:3", RefineSpec("finetune", 3)),
         ("lsqml:10", RefineSpec("lsqml", 10)),

@@ -107,9 +107,10 @@ def options_markdown() -> str:
         "## ptycho_inference --refine object:K: the object refinement",
         "",
         "Flags `--refine_<field>` (`--refine_probe` for `refine_probe`); the epochs are K. "
-        "The default, `--refine auto`, runs `object:50` only when the network's result "
-        "leaves more than 1.5 % of the measured signal unexplained or the probe equals its "
-        "own twin; `--refine none` never refines.",
+        "The default, `--refine auto`, runs `object:50` only when the scan has another probe "
+        "than the model's, the network's result leaves more than 1.5 % of the measured "
+        "signal unexplained, or the probe equals its own twin; `--refine none` never "
+        "refines.",
         "",
     ]
     out += _field_table(ObjectRefineSettings, skip=("epochs",))

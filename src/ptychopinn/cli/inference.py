@@ -64,8 +64,9 @@ def add_refine_flags(p: argparse.ArgumentParser) -> list[str]:
         "finetune:K (K epochs of network training on this scan), lsqml:K (Pty-Chi LSQML "
         "from the PINN object; needs the ptychi extra); writes reconstruction_refined.npz, "
         "refined_*.png and metrics_refined.json next to the network's result. auto (the "
-        "default): object:50 only when the network's result leaves more than 1.5 %% of the "
-        "measured signal unexplained; none: never",
+        "default): object:50 only when the scan has another probe than the model's, the "
+        "network's result leaves more than 1.5 %% of the measured signal unexplained, or the "
+        "probe equals its own twin; none: never",
     )
     return add_config_flags(
         p,
@@ -167,15 +168,15 @@ def _reconstruct_and_write(
     torch_model = _pytorch_twin(loaded, device)
     probe, summary["probe_overlap"] = refinement_probe(torch_model, data, log)
     summary["probe_overlap"] = round(summary["probe_overlap"], 4)
-    automatic = spec is not None and spec.only_if_poor_fit
+    automatic = spec is not None and spec.automatic
     summary["unexplained_signal"] = report_data_fit(
         probe,
         data,
         rec.object,
         "the network's",
-        f"refining it ({spec.method}:{spec.epochs}, --refine auto)"
-        if automatic
-        else "refine it: --refine object:50",
+        "refine it: --refine object:50"
+        if spec is None
+        else f"refining it ({spec.method}:{spec.epochs}{', --refine auto' if automatic else ''})",
         log,
     )
     reason = None
@@ -233,8 +234,7 @@ def _reconstruct_and_write(
 def _reason_to_refine(probe: np.ndarray, summary: dict, spec, source: str, log) -> str | None:
     """Why ``--refine auto`` refines the network's result, or None: the scan has another
     probe than the model's; the result leaves the data poorly explained; or the probe equals
-    its own twin
-    (:mod:`ptychopinn.physics.twin`), however well the result happens to fit."""
+    its own twin (:mod:`ptychopinn.physics.twin`), however well the result happens to fit."""
     from ptychopinn.physics.twin import TWIN_SYMMETRIC, twin_symmetry
     from ptychopinn.refine.data_fit import POOR_FIT
     from ptychopinn.refine.scan_probe import PROBE_MATCH

@@ -1,5 +1,5 @@
 """The ``METHOD:K`` refinement spec of ``ptycho_inference --refine`` (``auto``, the default:
-``object:50`` only where the network's result does not explain the data)."""
+``object:50`` only where the network's result cannot be trusted)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ METHODS = ("object", "finetune", "lsqml")
 #: Epochs when the spec names only the method.
 DEFAULT_EPOCHS = {"object": 50, "finetune": 5, "lsqml": 20}
 MAX_EPOCHS = 100_000
-#: What ``auto`` runs when the network's result leaves too much of the data unexplained.
+#: What ``auto`` runs where the network's result cannot be trusted.
 AUTO = "object"
 
 
@@ -21,17 +21,18 @@ class RefineSpec:
 
     method: str
     epochs: int
-    #: Run only when the network's reconstruction fits the data poorly (``auto``).
-    only_if_poor_fit: bool = False
+    #: Run only where the network's result cannot be trusted (``auto``: another probe than
+    #: the model's, a poor fit to the data, a twin-symmetric probe).
+    automatic: bool = False
 
 
 def parse_refine_spec(text: str | None) -> RefineSpec | None:
     """``'object:20'`` -> RefineSpec('object', 20); ``None``/``'none'`` -> None; ``'auto'``
-    -> ``object:50`` run only where the network's result fits the data poorly."""
+    -> ``object:50`` run only where the network's result cannot be trusted."""
     if text is None or text.strip().lower() in ("", "none", "off"):
         return None
     if text.strip().lower() == "auto":
-        return RefineSpec(AUTO, DEFAULT_EPOCHS[AUTO], only_if_poor_fit=True)
+        return RefineSpec(AUTO, DEFAULT_EPOCHS[AUTO], automatic=True)
     method, colon, count = text.strip().partition(":")
     method = method.lower()
     expected = (
