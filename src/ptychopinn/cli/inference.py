@@ -166,10 +166,9 @@ def _reconstruct_and_write(
     if product:
         summary["ptychodus_product"] = str(product)
     torch_model = _pytorch_twin(loaded, device)
-    probe, summary["probe_overlap"] = refinement_probe(torch_model, data, log)
-    summary["probe_overlap"] = round(summary["probe_overlap"], 4)
+    probe, overlap = refinement_probe(torch_model, data, log)
     automatic = spec is not None and spec.automatic
-    summary["unexplained_signal"] = report_data_fit(
+    unexplained = report_data_fit(
         probe,
         data,
         rec.object,
@@ -179,9 +178,12 @@ def _reconstruct_and_write(
         else f"refining it ({spec.method}:{spec.epochs}{', --refine auto' if automatic else ''})",
         log,
     )
+    summary["probe_overlap"] = round(overlap, 4)
+    summary["unexplained_signal"] = round(unexplained, 5)
     reason = None
     if automatic:
-        reason = _reason_to_refine(probe, summary, spec, data.source, log)
+        # From the unrounded figures, so the decision agrees with what was logged.
+        reason = _reason_to_refine(probe, overlap, unexplained, spec, data.source, log)
         if reason is None:
             spec = None
     if spec is None:  # a refined result of an earlier run would pass for this scan's
@@ -218,7 +220,7 @@ def _reconstruct_and_write(
             summary["refine"]["because"] = reason
         if refined.losses:
             summary["refine"]["final_loss"] = round(refined.losses[-1], 6)
-        summary["refine"]["unexplained_signal"] = report_data_fit(
+        refined_fit = report_data_fit(
             probe if refined.probe is None else refined.probe,
             data,
             refined.object,
@@ -226,12 +228,15 @@ def _reconstruct_and_write(
             "refine longer, or the probe too",
             log,
         )
+        summary["refine"]["unexplained_signal"] = round(refined_fit, 5)
         if refined_metrics:
             summary["refine"]["metrics"] = rounded(refined_metrics)
     return print_summary(summary, metrics)
 
 
-def _reason_to_refine(probe: np.ndarray, summary: dict, spec, source: str, log) -> str | None:
+def _reason_to_refine(
+    probe: np.ndarray, overlap: float, unexplained: float, spec, source: str, log
+) -> str | None:
     """Why ``--refine auto`` refines the network's result, or None: the scan has another
     probe than the model's; the result leaves the data poorly explained; or the probe equals
     its own twin (:mod:`ptychopinn.physics.twin`), however well the result happens to fit."""
@@ -239,9 +244,9 @@ def _reason_to_refine(probe: np.ndarray, summary: dict, spec, source: str, log) 
     from ptychopinn.refine.data_fit import POOR_FIT
     from ptychopinn.refine.scan_probe import PROBE_MATCH
 
-    if summary["probe_overlap"] < PROBE_MATCH:
+    if overlap < PROBE_MATCH:
         return "another probe"
-    if summary["unexplained_signal"] > POOR_FIT:
+    if unexplained > POOR_FIT:
         return "unexplained signal"
     symmetry = twin_symmetry(probe)
     if symmetry <= TWIN_SYMMETRIC:

@@ -249,14 +249,13 @@ class PtychoPINN(nn.Module):
             source = self.probe
             if probe is not None:
                 source = normalise_probe(probe, self.config.N).to(source.device)
-            ones = torch.ones_like(source)
-            probe = illuminate(
-                ones,
+            lit = illuminate(
+                torch.ones_like(source),
                 source,
                 probe_mask=self.probe_mask,
                 smoothing_sigma=self.config.gaussian_smoothing_sigma,
             )
-            return probe / self.intensity_scale
+            return lit / self.intensity_scale
 
     def forward(
         self, amplitudes: Tensor, offsets: Tensor | None = None, probe: Tensor | None = None

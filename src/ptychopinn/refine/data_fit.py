@@ -82,7 +82,7 @@ def report_data_fit(
 ) -> float:
     """:func:`unexplained_signal` of ``obj`` for ``data`` (a ``PtychoData``) lit by
     ``probe`` in counts, logged as info, or as a warning naming ``remedy`` above
-    :data:`POOR_FIT`; rounded to 5 decimals."""
+    :data:`POOR_FIT`."""
     fraction = unexplained_signal(obj, probe, data.diffraction, data.coords)
     log = log or logging.getLogger(__name__)
     said = (
@@ -101,4 +101,4 @@ def report_data_fit(
         )
     else:
         log.info(said, data.source, which, 100 * fraction)
-    return round(fraction, 5)
+    return fraction

@@ -348,6 +348,8 @@ def train(
     scans = [
         subsample(s, training.n_subsample, training.subsample_seed) for s in as_scans(train_data)
     ]
+    # Once, on the measured scans (not per stage, nor on self-augmentation's copies).
+    warn_twin_symmetric_probes(scans)
     if training.self_augmentation:
         scans, training, resume_from = _first_stage(
             scans, training, execution, resume_from, output_dir
@@ -421,7 +423,6 @@ def _fit(
     energies = scan_energies(scans)
     check_several_scans(training, scans, energies)
     training = check_dose_augmentation(training, scans)
-    warn_twin_symmetric_probes(scans)
     datamodule = ScanDataModule(scans, training, execution, validation=test_data)
     module = build_module(scans, training, execution, energies=energies)
     monitor = module.val_loss_name if datamodule.has_validation else f"{module.loss_name}_epoch"
